@@ -1,0 +1,518 @@
+"""Event <-> bytes: bus frames, payload encodings, headers and the size policy.
+
+A master bus frame is ``<tag bytes> b"\\n\\n" <msgpack data>``. The payload published
+on NATS is one object ``{"tag": ..., "data": ...}``:
+
+* ``application/json``: UTF-8 JSON. Values JSON cannot hold are written as objects
+  with a single ``$``-key and decoded back by :func:`decode_payload`:
+  ``{"$bytes": "<base64>"}``, ``{"$datetime": "<ISO 8601>"}``, ``{"$date": "..."}``,
+  ``{"$set": [...]}``, ``{"$salt_constant": [name, value]}`` for Salt's constant
+  types, ``{"$ext": [code, "<base64>"]}`` for other msgpack extension types and
+  ``{"$float": "nan" | "inf" | "-inf"}``. Map keys become strings, as JSON requires.
+* ``application/msgpack``: the bus frame's own msgpack data inside a two-key map,
+  copied without re-encoding; datetimes and Salt constants keep Salt's extension
+  types 78 and 79.
+
+This module is pure: it imports neither Salt nor nats-py, so consumers can decode
+payloads with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+from urllib.parse import quote, unquote
+
+import msgpack
+
+from salt_nats import subjects
+
+CONTENT_TYPE_JSON = "application/json"
+CONTENT_TYPE_MSGPACK = "application/msgpack"
+TAG_END = b"\n\n"
+
+# Salt's own msgpack extension type codes (salt/payload.py in 3007 and 3008).
+EXT_DATETIME = 78
+EXT_SALT_CONSTANT = 79
+_SALT_DATETIME_FORMAT = "%Y%m%dT%H:%M:%S.%f"
+
+HEADER_TAG = "Salt-Tag"
+HEADER_TAG_ENCODING = "Salt-Tag-Encoding"
+HEADER_MASTER = "Salt-Master"
+HEADER_ORIGIN = "Salt-Origin"
+HEADER_CONTENT_TYPE = "Content-Type"
+HEADER_MSG_ID = "Nats-Msg-Id"
+HEADER_TRACEPARENT = "traceparent"
+HEADER_TRUNCATED = "Salt-Nats-Truncated"
+
+# "NATS/1.0\r\n" before the header lines and "\r\n" after them.
+_HEADER_FRAMING_BYTES = 12
+
+
+class SaltConstant(NamedTuple):
+    """Salt's constant type (extension type 79), such as a ``NOT_SET`` marker."""
+
+    name: str
+    value: Any
+
+
+class FrameError(ValueError):
+    """A bus frame lacks the tag separator or its data is not valid msgpack."""
+
+
+class EncodeError(ValueError):
+    """An event cannot be encoded; ``kind`` names the reason for counters and logs."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        self.kind = kind
+        super().__init__(message)
+
+
+# -- bus frames -------------------------------------------------------------------
+
+
+def split_frame(frame: bytes) -> tuple[str, bytes]:
+    """Split a bus frame into its tag and its packed data."""
+    tag, sep, packed = frame.partition(TAG_END)
+    if not sep:
+        raise FrameError("bus frame has no tag separator")
+    # Salt writes tags as UTF-8; surrogateescape keeps any other bytes reversible.
+    return tag.decode("utf-8", "surrogateescape"), packed
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code == EXT_DATETIME:
+        return datetime.datetime.strptime(data.decode("ascii"), _SALT_DATETIME_FORMAT)
+    if code == EXT_SALT_CONSTANT:
+        name, value = msgpack.unpackb(data, raw=False)
+        return SaltConstant(name, value)
+    return msgpack.ExtType(code, data)
+
+
+def unpack_data(packed: bytes) -> Any:
+    """Decode the msgpack data of a bus frame the way Salt packs it (``use_bin_type``)."""
+    try:
+        return msgpack.unpackb(packed, raw=False, ext_hook=_ext_hook, strict_map_key=False)
+    except UnicodeDecodeError:
+        # A str value that is not UTF-8. surrogateescape keeps its bytes, and the
+        # JSON encoder escapes the surrogates, so nothing is lost.
+        return msgpack.unpackb(
+            packed,
+            raw=False,
+            ext_hook=_ext_hook,
+            strict_map_key=False,
+            unicode_errors="surrogateescape",
+        )
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise FrameError(f"event data is not valid msgpack: {exc}") from exc
+
+
+def _msgpack_default(obj: Any) -> Any:
+    if isinstance(obj, datetime.datetime):
+        return msgpack.ExtType(EXT_DATETIME, obj.strftime(_SALT_DATETIME_FORMAT).encode())
+    if isinstance(obj, SaltConstant):
+        return msgpack.ExtType(EXT_SALT_CONSTANT, msgpack.packb(tuple(obj), use_bin_type=True))
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    raise TypeError(f"cannot pack {type(obj).__name__}")
+
+
+def pack_data(data: Any) -> bytes:
+    """Pack data as Salt does, so :func:`unpack_data` returns it unchanged."""
+    return msgpack.packb(
+        data, use_bin_type=True, default=_msgpack_default, unicode_errors="surrogateescape"
+    )
+
+
+# -- JSON -------------------------------------------------------------------------
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return {"$bytes": base64.b64encode(obj).decode("ascii")}
+    if isinstance(obj, datetime.datetime):
+        return {"$datetime": obj.isoformat()}
+    if isinstance(obj, datetime.date):
+        return {"$date": obj.isoformat()}
+    if isinstance(obj, (set, frozenset)):
+        return {"$set": list(obj)}
+    if isinstance(obj, SaltConstant):
+        return {"$salt_constant": [obj.name, obj.value]}
+    if isinstance(obj, msgpack.ExtType):
+        return {"$ext": [obj.code, base64.b64encode(obj.data).decode("ascii")]}
+    raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
+
+
+def _json_object_hook(obj: dict[str, Any]) -> Any:
+    # NOTE: a dict of the event's own data that has exactly one of these keys
+    # decodes as the typed value; Salt's events carry no such keys.
+    if len(obj) != 1:
+        return obj
+    key, value = next(iter(obj.items()))
+    decoder = _JSON_DECODERS.get(key)
+    if decoder is None:
+        return obj
+    try:
+        return decoder(value)
+    except (TypeError, ValueError):
+        return obj
+
+
+def _decode_float(text: str) -> float:
+    if text not in ("nan", "inf", "-inf"):
+        raise ValueError(text)
+    return float(text)
+
+
+_JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
+    "$bytes": lambda v: base64.b64decode(v, validate=True),
+    "$datetime": datetime.datetime.fromisoformat,
+    "$date": datetime.date.fromisoformat,
+    "$set": set,
+    "$salt_constant": lambda v: SaltConstant(*v),
+    "$ext": lambda v: msgpack.ExtType(int(v[0]), base64.b64decode(v[1], validate=True)),
+    "$float": _decode_float,
+}
+
+
+def _json_safe(obj: Any) -> Any:
+    """Copy ``obj`` with the values the fast path rejects made encodable.
+
+    Handles non-finite floats (invalid in JSON), map keys that are not strings and
+    sets whose items are not hashable after conversion.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return {"$float": "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
+    if isinstance(obj, dict):
+        return {_json_key(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (set, frozenset)):
+        return {"$set": [_json_safe(v) for v in obj]}
+    return obj
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (bytes, bytearray)):
+        return bytes(key).decode("utf-8", "surrogateescape")
+    if isinstance(key, (int, float, bool)) or key is None:
+        return json.dumps(key)
+    return str(key)
+
+
+def _dump_json(obj: Any) -> bytes:
+    text = json.dumps(
+        obj, default=_json_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    )
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # Lone surrogates from non-UTF-8 input: \u escapes keep them reversible.
+        return json.dumps(
+            obj, default=_json_default, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
+
+def encode_json(tag: str, data: Any) -> bytes:
+    """Encode an event as the JSON payload ``{"tag": ..., "data": ...}``."""
+    event = {"tag": tag, "data": data}
+    try:
+        return _dump_json(event)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return _dump_json(_json_safe(event))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise EncodeError("json", f"event data cannot be encoded as JSON: {exc}") from exc
+
+
+def encode_msgpack(tag: str, packed_data: bytes) -> bytes:
+    """Encode an event as the msgpack payload, reusing the bus frame's packed data."""
+    return b"".join(
+        (
+            b"\x82",  # fixmap with two entries
+            _PACKED_TAG_KEY,
+            msgpack.packb(tag, unicode_errors="surrogateescape"),
+            _PACKED_DATA_KEY,
+            packed_data,
+        )
+    )
+
+
+_PACKED_TAG_KEY = msgpack.packb("tag")
+_PACKED_DATA_KEY = msgpack.packb("data")
+
+
+def decode_payload(payload: bytes, content_type: str | None = None) -> tuple[str, Any]:
+    """Decode a published payload into ``(tag, data)``, restoring the special types.
+
+    ``content_type`` is the message's ``Content-Type`` header; without one, a payload
+    that starts with ``{`` is read as JSON and anything else as msgpack.
+    """
+    if content_type is None:
+        content_type = CONTENT_TYPE_JSON if payload[:1] == b"{" else CONTENT_TYPE_MSGPACK
+    if content_type == CONTENT_TYPE_JSON:
+        event = json.loads(payload, object_hook=_json_object_hook)
+    elif content_type == CONTENT_TYPE_MSGPACK:
+        event = msgpack.unpackb(
+            payload,
+            raw=False,
+            ext_hook=_ext_hook,
+            strict_map_key=False,
+            unicode_errors="surrogateescape",
+        )
+    else:
+        raise ValueError(f"unknown content type {content_type!r}")
+    if not isinstance(event, dict) or "tag" not in event or "data" not in event:
+        raise ValueError("payload is not an object with 'tag' and 'data'")
+    return event["tag"], event["data"]
+
+
+# -- headers ----------------------------------------------------------------------
+
+
+def headers_size(headers: dict[str, str]) -> int:
+    """Return the bytes the headers take on the wire, which count against max_payload."""
+    size = _HEADER_FRAMING_BYTES
+    for key, value in headers.items():
+        size += len(key) + len(value.encode("utf-8", "surrogatepass")) + 4
+    return size
+
+
+# Printable ASCII except "%" stays as it is in Salt-Master and Salt-Origin.
+_ID_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
+
+
+def quote_id(minion_id: str) -> str:
+    """Percent-encode a master or minion id for a header; ``unquote`` reverses it."""
+    return quote(minion_id, safe=_ID_SAFE, errors="surrogatepass")
+
+
+def unquote_id(value: str) -> str:
+    """Decode a ``Salt-Master`` or ``Salt-Origin`` header value."""
+    return unquote(value, errors="surrogatepass")
+
+
+def origin_of(tag: str, data: Any) -> str | None:
+    """Return the minion id that caused an event, where the event shows it."""
+    if isinstance(data, dict):
+        origin = data.get("id")
+        if isinstance(origin, str) and origin:
+            return origin
+    return None
+
+
+def traceparent_of(data: Any) -> str | None:
+    """Return a W3C ``traceparent`` carried in the event data or its nested ``data``."""
+    if not isinstance(data, dict):
+        return None
+    value = data.get("traceparent")
+    if value is None and isinstance(data.get("data"), dict):
+        value = data["data"].get("traceparent")
+    if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable():
+        return value
+    return None
+
+
+# -- size policy ------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    container: Any
+    key: Any
+    size: int
+
+
+def _estimate(obj: Any, parent: Any, key: Any, nodes: list[_Node]) -> int:
+    """Estimate the encoded size of ``obj`` and record every non-root value in ``nodes``.
+
+    The estimate follows JSON's shape (quotes, commas, base64 for bytes); the caller
+    re-encodes and checks the real size, so an estimate only steers which values go.
+    """
+    if isinstance(obj, str):
+        size = len(obj.encode("utf-8", "surrogatepass")) + 2
+    elif isinstance(obj, (bytes, bytearray)):
+        size = (len(obj) + 2) // 3 * 4 + 14
+    elif isinstance(obj, dict):
+        size = 2
+        for k, v in obj.items():
+            size += len(str(k).encode("utf-8", "surrogatepass")) + 4
+            size += _estimate(v, obj, k, nodes)
+    elif isinstance(obj, (list, tuple)):
+        size = 2
+        for i, v in enumerate(obj):
+            size += _estimate(v, obj, i, nodes) + 1
+    else:
+        size = 8
+    if parent is not None:
+        nodes.append(_Node(parent, key, size))
+    return size
+
+
+def _marker(size: int) -> str:
+    return f"[salt-nats: value of about {size} bytes removed to fit max_payload]"
+
+
+def truncate_data(data: Any, excess: int) -> tuple[Any, int]:
+    """Replace values in a copy of ``data`` until its estimated size drops by ``excess``.
+
+    Each step takes the smallest value whose removal covers what is still over the
+    limit; when no single value is large enough, it removes the largest and repeats.
+    Returns the new data and the number of values replaced. Tuples become lists.
+    """
+    data = _mutable_copy(data)
+    replaced = 0
+    for _ in range(10_000):
+        if excess <= 0:
+            break
+        nodes: list[_Node] = []
+        _estimate(data, None, None, nodes)
+        if not nodes:
+            break
+        gains = [(n.size - len(_marker(n.size)) - 2, n) for n in nodes]
+        sufficient = [g for g in gains if g[0] >= excess]
+        if sufficient:
+            gain, node = min(sufficient, key=lambda g: g[0])
+        else:
+            gain, node = max(gains, key=lambda g: g[0])
+            if gain <= 0:
+                break
+        node.container[node.key] = _marker(node.size)
+        replaced += 1
+        excess -= gain
+    return data, replaced
+
+
+def _mutable_copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _mutable_copy(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_mutable_copy(v) for v in obj]
+    return obj
+
+
+# -- the encoder the engine uses ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EncodedEvent:
+    """A message ready for ``publish``: subject, payload, headers and what was cut."""
+
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    truncated_values: int = 0
+
+    @property
+    def size(self) -> int:
+        """Bytes the message counts against the server's max_payload."""
+        return len(self.payload) + headers_size(self.headers)
+
+
+class EventEncoder:
+    """Turn bus frames into NATS messages following one engine's settings."""
+
+    def __init__(
+        self,
+        *,
+        subject_prefix: str,
+        master_id: str,
+        payload_format: str = "json",
+        oversize: str = "truncate",
+        max_subject_bytes: int = subjects.DEFAULT_MAX_SUBJECT_BYTES,
+    ) -> None:
+        if payload_format not in ("json", "msgpack"):
+            raise ValueError(f"unknown payload format {payload_format!r}")
+        self.subject_prefix = subject_prefix
+        self.payload_format = payload_format
+        self.oversize = oversize
+        self.max_subject_bytes = max_subject_bytes
+        self.content_type = (
+            CONTENT_TYPE_JSON if payload_format == "json" else CONTENT_TYPE_MSGPACK
+        )
+        self._master_header = quote_id(master_id)
+
+    def encode(self, frame: bytes, msg_id: str, max_payload: int) -> EncodedEvent:
+        """Encode one bus frame; raise :class:`EncodeError` when it cannot be sent.
+
+        ``max_payload`` is the connected server's limit for payload plus headers.
+        """
+        try:
+            tag, packed = split_frame(frame)
+            data = unpack_data(packed)
+        except FrameError as exc:
+            raise EncodeError("invalid_frame", str(exc)) from exc
+
+        subject = subjects.tag_to_subject(tag, self.subject_prefix, self.max_subject_bytes)
+        headers = self._headers(tag, data, msg_id)
+        payload = self._payload(tag, data, packed)
+
+        header_bytes = headers_size(headers)
+        if len(payload) + header_bytes <= max_payload:
+            return EncodedEvent(subject, payload, headers)
+        if self.oversize == "drop":
+            raise EncodeError(
+                "oversize",
+                f"event of {len(payload) + header_bytes} bytes exceeds max_payload "
+                f"{max_payload}; dropped (oversize: drop)",
+            )
+        return self._truncate(subject, tag, data, headers, len(payload), max_payload)
+
+    def _payload(self, tag: str, data: Any, packed: bytes) -> bytes:
+        if self.payload_format == "json":
+            return encode_json(tag, data)
+        return encode_msgpack(tag, packed)
+
+    def _headers(self, tag: str, data: Any, msg_id: str) -> dict[str, str]:
+        tag_value, tag_encoded = subjects.encode_header_value(tag)
+        headers = {HEADER_TAG: tag_value}
+        if tag_encoded:
+            headers[HEADER_TAG_ENCODING] = "percent"
+        headers[HEADER_MASTER] = self._master_header
+        origin = origin_of(tag, data)
+        if origin is not None:
+            headers[HEADER_ORIGIN] = quote_id(origin)
+        headers[HEADER_CONTENT_TYPE] = self.content_type
+        headers[HEADER_MSG_ID] = msg_id
+        traceparent = traceparent_of(data)
+        if traceparent is not None:
+            headers[HEADER_TRACEPARENT] = traceparent
+        return headers
+
+    def _truncate(
+        self,
+        subject: str,
+        tag: str,
+        data: Any,
+        headers: dict[str, str],
+        payload_size: int,
+        max_payload: int,
+    ) -> EncodedEvent:
+        headers = {**headers, HEADER_TRUNCATED: "0" * 6}
+        budget = max_payload - headers_size(headers)
+        excess = payload_size - budget
+        for _ in range(5):
+            data, replaced = truncate_data(data, excess)
+            if self.payload_format == "json":
+                payload = encode_json(tag, data)
+            else:
+                payload = encode_msgpack(tag, pack_data(data))
+            if len(payload) <= budget and replaced:
+                headers[HEADER_TRUNCATED] = str(replaced)
+                return EncodedEvent(subject, payload, headers, replaced)
+            if not replaced:
+                break
+            excess = len(payload) - budget
+        raise EncodeError(
+            "oversize",
+            f"event exceeds max_payload {max_payload} even after truncating its values; "
+            "dropped",
+        )

@@ -1,0 +1,435 @@
+"""Typed settings for the engine, parsed from the ``engines:`` entry of the master config.
+
+Every option is a field of :class:`EngineSettings` with its default and help text in
+the field metadata; the options table in ``docs/configuration.md`` is generated from
+it (``python -m salt_nats.config``), and a unit test keeps the two in sync.
+
+Parsing is strict: an unknown key, a wrong type or an out-of-range value raises
+:class:`ConfigError`, whose message names the key, the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import re
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from salt_nats import subjects
+
+# Option names whose values must never appear in a log line or an error message.
+SECRET_KEYS = frozenset({"password", "token"})
+
+# Events skipped unless the operator opts back in with ``exclude_defaults: false``:
+# key generation through the wheel returns a private key, job publications repeat
+# the ``new`` event with the raw command, and cluster events are internal traffic
+# between the masters of a cluster.
+DEFAULT_EXCLUDE = (
+    "salt/wheel/*/ret",
+    "salt/job/*/publish",
+    "cluster/*",
+)
+
+MODES = ("core",)
+FORMATS = ("json", "msgpack")
+OVERSIZE_POLICIES = ("truncate", "drop")
+BUFFER_FULL_POLICIES = ("drop_oldest", "drop_newest")
+SERVER_SCHEMES = ("nats", "tls", "ws", "wss")
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ConfigError(ValueError):
+    """An engine option is unknown, of the wrong type or out of range."""
+
+    def __init__(self, key: str, value: Any, problem: str, fix: str) -> None:
+        self.key = key
+        self.value = value
+        self.problem = problem
+        self.fix = fix
+        shown = "<hidden>" if key in SECRET_KEYS else repr(value)
+        super().__init__(f"invalid option {key!r} = {shown}: {problem}. Fix: {fix}")
+
+
+def _option(default: Any, help: str, kind: str, **extra: Any) -> Any:
+    metadata = {"help": help, "kind": kind, **extra}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("use an immutable default")
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Settings of one engine instance (one ``engines:`` entry)."""
+
+    servers: tuple[str, ...] = _option(
+        ("nats://127.0.0.1:4222",),
+        "NATS server URLs, tried in random order; the client learns the rest of a cluster "
+        "from the server. A single string may list several URLs separated by commas.",
+        "list of URLs",
+    )
+    name: str = _option(
+        "",
+        "Instance name, shown in status output and in the NATS connection name "
+        "(`salt-nats <name>@<master id>`). Defaults to the `engines:` entry name when "
+        "`engine_module: nats` is used, else `nats`.",
+        "string",
+    )
+    subject_prefix: str = _option(
+        subjects.DEFAULT_EVENT_PREFIX,
+        "Subject prefix; an event with tag T is published on `<subject_prefix>.<encoded T>`.",
+        "subject",
+    )
+    mode: str = _option(
+        "core",
+        "Delivery mode. `core` publishes fire-and-forget on core NATS.",
+        "one of: " + ", ".join(MODES),
+    )
+    format: str = _option(
+        "json",
+        "Payload encoding: `json` (UTF-8 object with `tag` and `data`) or `msgpack`.",
+        "one of: " + ", ".join(FORMATS),
+    )
+    include: tuple[str, ...] = _option(
+        (),
+        "Tag globs (fnmatch, as in Salt's `event_return_whitelist`) to forward. "
+        "Empty forwards every tag that no exclude pattern matches.",
+        "list of globs",
+    )
+    exclude: tuple[str, ...] = _option(
+        (),
+        "Tag globs never to forward, in addition to the default excludes.",
+        "list of globs",
+    )
+    exclude_defaults: bool = _option(
+        True,
+        "Skip events that carry secrets or are internal: "
+        + ", ".join(f"`{p}`" for p in DEFAULT_EXCLUDE)
+        + ". Set to false to forward them; the `include` list does not override this.",
+        "boolean",
+    )
+    max_subject_bytes: int = _option(
+        subjects.DEFAULT_MAX_SUBJECT_BYTES,
+        "Longest subject published, in bytes. A longer tag is shortened to its leading "
+        "tokens plus a hash token, and the full tag travels in the `Salt-Tag` header.",
+        "integer, 64 to 3800",
+    )
+    oversize: str = _option(
+        "truncate",
+        "What to do with an event larger than the server's `max_payload` (payload plus "
+        "headers): `truncate` replaces the largest values with a marker string and sets "
+        "the `Salt-Nats-Truncated` header; `drop` skips the event. Both are counted.",
+        "one of: " + ", ".join(OVERSIZE_POLICIES),
+    )
+    buffer_max_events: int = _option(
+        10_000,
+        "Most events held in memory while NATS is slow or unreachable.",
+        "integer, at least 1",
+    )
+    buffer_max_bytes: int = _option(
+        64 * 1024**2,
+        "Most bytes of raw event frames held in memory; accepts `64MiB`, `512KB` and the like "
+        "(K, M and G are powers of 1024).",
+        "size in bytes, at least 1024",
+    )
+    buffer_full: str = _option(
+        "drop_oldest",
+        "Which event to drop when the buffer is full: `drop_oldest` keeps the newest events, "
+        "`drop_newest` keeps the oldest. Drops are counted and logged.",
+        "one of: " + ", ".join(BUFFER_FULL_POLICIES),
+    )
+    connect_timeout: float = _option(
+        2.0, "Timeout of one TCP and handshake attempt to a server, in seconds.", "seconds"
+    )
+    reconnect_time_wait: float = _option(
+        2.0,
+        "Wait between reconnect attempts to the same server, in seconds. The client "
+        "reconnects forever; after the first connect fails, the engine retries with "
+        "backoff up to `reconnect_max_wait`.",
+        "seconds",
+    )
+    reconnect_max_wait: float = _option(
+        30.0,
+        "Longest wait between two attempts to build a new connection, in seconds.",
+        "seconds",
+    )
+    ping_interval: float = _option(
+        20.0,
+        "Interval between client PINGs, in seconds; a server that misses "
+        "`max_outstanding_pings` PONGs in a row is treated as gone and the client reconnects.",
+        "seconds",
+    )
+    max_outstanding_pings: int = _option(
+        2, "Unanswered PINGs before the connection counts as stale.", "integer, at least 1"
+    )
+    flush_timeout: float = _option(
+        5.0,
+        "Longest wait for the client to hand buffered messages to the socket, in seconds. "
+        "A server that stops reading makes this time out instead of stalling the engine.",
+        "seconds",
+    )
+    pending_size: int = _option(
+        2 * 1024**2,
+        "Size of nats-py's own outgoing buffer, in bytes. The engine publishes only while "
+        "connected and keeps everything else in its own buffer.",
+        "size in bytes, at least 65536",
+    )
+    shutdown_timeout: float = _option(
+        4.0,
+        "Time allowed on SIGTERM to publish buffered events and flush, in seconds. The master "
+        "kills an engine 5 seconds after SIGTERM, so keep this below 5.",
+        "seconds, 0.1 to 4.9",
+    )
+    drop_log_interval: float = _option(
+        60.0,
+        "After the first warning for a kind of drop, further drops of that kind are summed "
+        "and logged at most once per this many seconds.",
+        "seconds",
+    )
+
+    @property
+    def excluded_globs(self) -> tuple[str, ...]:
+        """Return the effective exclude list: the defaults (unless disabled) and `exclude`."""
+        if self.exclude_defaults:
+            return DEFAULT_EXCLUDE + self.exclude
+        return self.exclude
+
+    def describe(self) -> str:
+        """Return a one-line summary for the start log line; it contains no secrets."""
+        return (
+            f"name={self.name} servers={','.join(redact_url(s) for s in self.servers)} "
+            f"prefix={self.subject_prefix} mode={self.mode} format={self.format}"
+        )
+
+
+def redact_url(url: str) -> str:
+    """Return the URL with any user info (user, password or token) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+# Parsers take (key, value) and return the typed value or raise ConfigError.
+
+
+def _parse_str(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(key, value, "expected a string", f"quote the value of {key}")
+    return value
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "yes", "on", "false", "no", "off"):
+        return value.lower() in ("true", "yes", "on")
+    raise ConfigError(key, value, "expected a boolean", f"set {key} to true or false")
+
+
+def _parse_int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        else:
+            raise ConfigError(key, value, "expected a whole number", f"set {key} to an integer")
+    if value < minimum or (maximum is not None and value > maximum):
+        limits = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(key, value, "out of range", f"set {key} to a value {limits}")
+    return value
+
+
+def _parse_seconds(key: str, value: Any, minimum: float, maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(key, value, "expected a number of seconds", f"set {key} to e.g. 2.5")
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ConfigError(
+            key, value, "expected a number of seconds", f"set {key} to e.g. 2.5"
+        ) from None
+    too_large = maximum is not None and seconds > maximum
+    if not math.isfinite(seconds) or seconds < minimum or too_large:
+        limits = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ConfigError(key, value, "out of range", f"set {key} to a value {limits} seconds")
+    return seconds
+
+
+def parse_size(key: str, value: Any, minimum: int) -> int:
+    """Parse a byte size given as an integer or a string such as ``64MiB`` or ``512K``."""
+    if isinstance(value, bool):
+        raise ConfigError(key, value, "expected a size in bytes", f"set {key} to e.g. 64MiB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.match(value)):
+        number, unit = match.groups()
+        size = int(float(number) * _SIZE_UNITS[(unit or "")[:1].lower()])
+    else:
+        raise ConfigError(key, value, "expected a size in bytes", f"set {key} to e.g. 64MiB")
+    if size < minimum:
+        raise ConfigError(key, value, "too small", f"set {key} to at least {minimum} bytes")
+    return size
+
+
+def _parse_choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if isinstance(value, str) and value.lower() in choices:
+        return value.lower()
+    raise ConfigError(key, value, "not a known value", f"set {key} to one of: {', '.join(choices)}")
+
+
+def _parse_str_list(key: str, value: Any, split_commas: bool = False) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")] if split_commas else [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ConfigError(key, value, "expected a list of strings", f"write {key} as a YAML list")
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise ConfigError(
+                key, value, f"item {item!r} is not a non-empty string", f"quote each item of {key}"
+            )
+    return tuple(items)
+
+
+def _parse_servers(key: str, value: Any) -> tuple[str, ...]:
+    servers = _parse_str_list(key, value, split_commas=True)
+    for url in servers:
+        parts = urlsplit(url if "://" in url else f"nats://{url}")
+        try:
+            parts.port  # noqa: B018  (raises ValueError on a bad port)
+        except ValueError:
+            raise ConfigError(
+                key, redact_url(url), "invalid port", "write each server as nats://host:4222"
+            ) from None
+        if parts.scheme not in SERVER_SCHEMES or not parts.hostname:
+            raise ConfigError(
+                key,
+                redact_url(url),
+                "not a NATS server URL",
+                "write each server as nats://host:4222 (or tls://, ws://, wss://)",
+            )
+    return tuple(s if "://" in s else f"nats://{s}" for s in servers)
+
+
+def _parse_prefix(key: str, value: Any) -> str:
+    prefix = _parse_str(key, value)
+    try:
+        subjects.validate_prefix(prefix)
+    except ValueError as exc:
+        raise ConfigError(
+            key, value, str(exc), "use dot-separated tokens such as salt.events"
+        ) from None
+    return prefix
+
+
+def _parse_name(key: str, value: Any) -> str:
+    name = _parse_str(key, value)
+    if name and not _NAME_RE.match(name):
+        raise ConfigError(
+            key,
+            value,
+            "must be 1 to 64 letters, digits, '.', '_' or '-'",
+            "choose a short name such as prod-bus",
+        )
+    return name
+
+
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "servers": _parse_servers,
+    "name": _parse_name,
+    "subject_prefix": _parse_prefix,
+    "mode": lambda k, v: _parse_choice(k, v, MODES),
+    "format": lambda k, v: _parse_choice(k, v, FORMATS),
+    "include": _parse_str_list,
+    "exclude": _parse_str_list,
+    "exclude_defaults": _parse_bool,
+    "max_subject_bytes": lambda k, v: _parse_int(k, v, 64, 3800),
+    "oversize": lambda k, v: _parse_choice(k, v, OVERSIZE_POLICIES),
+    "buffer_max_events": lambda k, v: _parse_int(k, v, 1),
+    "buffer_max_bytes": lambda k, v: parse_size(k, v, 1024),
+    "buffer_full": lambda k, v: _parse_choice(k, v, BUFFER_FULL_POLICIES),
+    "connect_timeout": lambda k, v: _parse_seconds(k, v, 0.1),
+    "reconnect_time_wait": lambda k, v: _parse_seconds(k, v, 0.0),
+    "reconnect_max_wait": lambda k, v: _parse_seconds(k, v, 0.1),
+    "ping_interval": lambda k, v: _parse_seconds(k, v, 0.1),
+    "max_outstanding_pings": lambda k, v: _parse_int(k, v, 1),
+    "flush_timeout": lambda k, v: _parse_seconds(k, v, 0.1),
+    "pending_size": lambda k, v: parse_size(k, v, 65536),
+    "shutdown_timeout": lambda k, v: _parse_seconds(k, v, 0.1, 4.9),
+    "drop_log_interval": lambda k, v: _parse_seconds(k, v, 0.0),
+}
+
+
+def parse_engine_settings(
+    options: Mapping[str, Any] | None, default_name: str = "nats"
+) -> EngineSettings:
+    """Build :class:`EngineSettings` from the engine's keyword arguments.
+
+    Raises :class:`ConfigError` on the first unknown or invalid option.
+    """
+    options = dict(options or {})
+    known = {f.name for f in dataclasses.fields(EngineSettings)}
+    for key in options:
+        if key not in known:
+            guess = difflib.get_close_matches(str(key), sorted(known), n=1)
+            fix = f"did you mean {guess[0]!r}?" if guess else "remove it"
+            valid = ", ".join(sorted(known))
+            raise ConfigError(str(key), options[key], "unknown option", f"{fix} Valid: {valid}")
+
+    values = {key: _PARSERS[key](key, value) for key, value in options.items()}
+    if not values.get("name"):
+        values["name"] = default_name
+
+    settings = EngineSettings(**values)
+    _check_combination(settings)
+    return settings
+
+
+def _check_combination(settings: EngineSettings) -> None:
+    longest_prefix = len(settings.subject_prefix.encode()) + 1 + 20
+    if longest_prefix > settings.max_subject_bytes:
+        raise ConfigError(
+            "subject_prefix",
+            settings.subject_prefix,
+            f"leaves too little room below max_subject_bytes ({settings.max_subject_bytes})",
+            "shorten the prefix or raise max_subject_bytes",
+        )
+    if settings.reconnect_max_wait < settings.reconnect_time_wait:
+        raise ConfigError(
+            "reconnect_max_wait",
+            settings.reconnect_max_wait,
+            f"shorter than reconnect_time_wait ({settings.reconnect_time_wait})",
+            "set reconnect_max_wait to at least reconnect_time_wait",
+        )
+
+
+def options_reference() -> str:
+    """Return the Markdown table of every engine option, its type, default and meaning."""
+    lines = ["| Option | Type | Default | Description |", "| --- | --- | --- | --- |"]
+    for f in dataclasses.fields(EngineSettings):
+        default = f.default
+        if isinstance(default, tuple):
+            shown = "[" + ", ".join(f'"{d}"' for d in default) + "]"
+        elif isinstance(default, bool):
+            shown = str(default).lower()
+        elif default == "":
+            shown = "(see description)"
+        else:
+            shown = str(default)
+        lines.append(f"| `{f.name}` | {f.metadata['kind']} | `{shown}` | {f.metadata['help']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(options_reference())
