@@ -23,9 +23,9 @@ import base64
 import datetime
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote, unquote
 
 import msgpack
@@ -54,11 +54,20 @@ HEADER_TRUNCATED = "Salt-Nats-Truncated"
 _HEADER_FRAMING_BYTES = 12
 
 
-class SaltConstant(NamedTuple):
-    """Salt's constant type (extension type 79), such as a ``NOT_SET`` marker."""
+@dataclass(frozen=True)
+class SaltConstant:
+    """Salt's constant type (extension type 79), such as a ``NOT_SET`` marker.
+
+    It is not a tuple on purpose: ``json`` and ``msgpack`` write any tuple as an
+    array without calling the ``default`` hook, which would lose the type.
+    """
 
     name: str
-    value: Any
+    value: Any = None
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield ``name`` and ``value``, so ``name, value = constant`` works."""
+        return iter((self.name, self.value))
 
 
 class FrameError(ValueError):
@@ -86,29 +95,41 @@ def split_frame(frame: bytes) -> tuple[str, bytes]:
 
 
 def _ext_hook(code: int, data: bytes) -> Any:
+    # Raises ValueError on invalid extension data; unpack_data turns it into FrameError.
     if code == EXT_DATETIME:
         return datetime.datetime.strptime(data.decode("ascii"), _SALT_DATETIME_FORMAT)
     if code == EXT_SALT_CONSTANT:
-        name, value = msgpack.unpackb(data, raw=False)
-        return SaltConstant(name, value)
+        fields = msgpack.unpackb(data, raw=False)
+        if not isinstance(fields, list) or len(fields) != 2:
+            raise ValueError(f"Salt constant is not a [name, value] pair: {fields!r}")
+        return SaltConstant(*fields)
     return msgpack.ExtType(code, data)
 
 
+def _unpack(packed: bytes, unicode_errors: str = "strict") -> Any:
+    return msgpack.unpackb(
+        packed,
+        raw=False,
+        ext_hook=_ext_hook,
+        strict_map_key=False,
+        unicode_errors=unicode_errors,
+    )
+
+
 def unpack_data(packed: bytes) -> Any:
-    """Decode the msgpack data of a bus frame the way Salt packs it (``use_bin_type``)."""
+    """Decode the msgpack data of a bus frame the way Salt packs it (``use_bin_type``).
+
+    Raises :class:`FrameError` on any data that does not decode.
+    """
     try:
-        return msgpack.unpackb(packed, raw=False, ext_hook=_ext_hook, strict_map_key=False)
-    except UnicodeDecodeError:
-        # A str value that is not UTF-8. surrogateescape keeps its bytes, and the
-        # JSON encoder escapes the surrogates, so nothing is lost.
-        return msgpack.unpackb(
-            packed,
-            raw=False,
-            ext_hook=_ext_hook,
-            strict_map_key=False,
-            unicode_errors="surrogateescape",
-        )
-    except (ValueError, msgpack.UnpackException) as exc:
+        try:
+            return _unpack(packed)
+        except UnicodeDecodeError:
+            # A str value that is not UTF-8. surrogateescape keeps its bytes, and the
+            # JSON encoder escapes the surrogates, so nothing is lost.
+            return _unpack(packed, unicode_errors="surrogateescape")
+    # TypeError: a map key that is an array, which decodes as an unhashable list.
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
         raise FrameError(f"event data is not valid msgpack: {exc}") from exc
 
 
@@ -194,6 +215,8 @@ def _json_safe(obj: Any) -> Any:
         return [_json_safe(v) for v in obj]
     if isinstance(obj, (set, frozenset)):
         return {"$set": [_json_safe(v) for v in obj]}
+    if isinstance(obj, SaltConstant):
+        return {"$salt_constant": [_json_safe(obj.name), _json_safe(obj.value)]}
     return obj
 
 
@@ -225,7 +248,7 @@ def encode_json(tag: str, data: Any) -> bytes:
     event = {"tag": tag, "data": data}
     try:
         return _dump_json(event)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         pass
     try:
         return _dump_json(_json_safe(event))
@@ -261,13 +284,10 @@ def decode_payload(payload: bytes, content_type: str | None = None) -> tuple[str
     if content_type == CONTENT_TYPE_JSON:
         event = json.loads(payload, object_hook=_json_object_hook)
     elif content_type == CONTENT_TYPE_MSGPACK:
-        event = msgpack.unpackb(
-            payload,
-            raw=False,
-            ext_hook=_ext_hook,
-            strict_map_key=False,
-            unicode_errors="surrogateescape",
-        )
+        try:
+            event = _unpack(payload, unicode_errors="surrogateescape")
+        except TypeError as exc:
+            raise ValueError(f"payload is not valid msgpack: {exc}") from exc
     else:
         raise ValueError(f"unknown content type {content_type!r}")
     if not isinstance(event, dict) or "tag" not in event or "data" not in event:

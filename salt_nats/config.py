@@ -25,6 +25,11 @@ from salt_nats import subjects
 # Option names whose values must never appear in a log line or an error message.
 SECRET_KEYS = frozenset({"password", "token"})
 
+# An option whose name contains one of these is hidden as well. The engine has no
+# such option, so this covers misplaced nats-py auth settings such as `nkeys_seed`
+# or `user_password`, which parsing rejects as unknown.
+_SECRET_KEY_PARTS = ("pass", "token", "secret", "seed", "cred")
+
 # Events skipped unless the operator opts back in with ``exclude_defaults: false``:
 # key generation through the wheel returns a private key, job publications repeat
 # the ``new`` event with the raw command, and cluster events are internal traffic
@@ -44,6 +49,9 @@ SERVER_SCHEMES = ("nats", "tls", "ws", "wss")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# The user info of a URL, with or without a scheme: "nats://user:pass@host" or "user@host".
+_USERINFO_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
+_WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
 
 
 class ConfigError(ValueError):
@@ -54,8 +62,13 @@ class ConfigError(ValueError):
         self.value = value
         self.problem = problem
         self.fix = fix
-        shown = "<hidden>" if key in SECRET_KEYS else repr(value)
+        shown = "<hidden>" if _is_secret_key(key) else repr(value)
         super().__init__(f"invalid option {key!r} = {shown}: {problem}. Fix: {fix}")
+
+
+def _is_secret_key(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in SECRET_KEYS or any(part in lowered for part in _SECRET_KEY_PARTS)
 
 
 def _option(default: Any, help: str, kind: str, **extra: Any) -> Any:
@@ -210,14 +223,12 @@ class EngineSettings:
 
 
 def redact_url(url: str) -> str:
-    """Return the URL with any user info (user, password or token) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return parts._replace(netloc=f"***@{host}").geturl()
+    """Return the URL with any user info (user, password or token) replaced by ``***``.
+
+    Works on text only, so it also redacts a URL without a scheme or with an invalid
+    port, and keeps the host and port as written.
+    """
+    return _USERINFO_RE.sub(r"\g<scheme>***@", url, count=1)
 
 
 # Parsers take (key, value) and return the typed value or raise ConfigError.
@@ -239,10 +250,14 @@ def _parse_bool(key: str, value: Any) -> bool:
 
 def _parse_int(key: str, value: Any, minimum: int, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        try:
+            if not isinstance(value, str):
+                raise ValueError(value)
             value = int(value)
-        else:
-            raise ConfigError(key, value, "expected a whole number", f"set {key} to an integer")
+        except ValueError:
+            raise ConfigError(
+                key, value, "expected a whole number", f"set {key} to an integer"
+            ) from None
     if value < minimum or (maximum is not None and value > maximum):
         limits = f"at least {minimum}" if maximum is None else f"between {minimum} and {maximum}"
         raise ConfigError(key, value, "out of range", f"set {key} to a value {limits}")
@@ -302,15 +317,37 @@ def _parse_str_list(key: str, value: Any, split_commas: bool = False) -> tuple[s
     return tuple(items)
 
 
+def _redact_servers(value: Any) -> Any:
+    if isinstance(value, str):
+        return ",".join(redact_url(url) for url in value.split(","))
+    if isinstance(value, (list, tuple)):
+        return [redact_url(url) if isinstance(url, str) else url for url in value]
+    return value
+
+
 def _parse_servers(key: str, value: Any) -> tuple[str, ...]:
-    servers = _parse_str_list(key, value, split_commas=True)
+    # Every error shows the value through _redact_servers or redact_url, because a
+    # server URL may carry a user and password.
+    try:
+        servers = _parse_str_list(key, value, split_commas=True)
+    except ConfigError as exc:
+        raise ConfigError(key, _redact_servers(value), exc.problem, exc.fix) from None
+    if not servers:
+        raise ConfigError(
+            key, value, "no server URL given", "list at least one server, such as nats://host:4222"
+        )
+
+    schemes = set()
     for url in servers:
-        parts = urlsplit(url if "://" in url else f"nats://{url}")
         try:
+            parts = urlsplit(url if "://" in url else f"nats://{url}")
             parts.port  # noqa: B018  (raises ValueError on a bad port)
         except ValueError:
             raise ConfigError(
-                key, redact_url(url), "invalid port", "write each server as nats://host:4222"
+                key,
+                redact_url(url),
+                "invalid host or port",
+                "write each server as nats://host:4222",
             ) from None
         if parts.scheme not in SERVER_SCHEMES or not parts.hostname:
             raise ConfigError(
@@ -319,6 +356,15 @@ def _parse_servers(key: str, value: Any) -> tuple[str, ...]:
                 "not a NATS server URL",
                 "write each server as nats://host:4222 (or tls://, ws://, wss://)",
             )
+        schemes.add(parts.scheme)
+
+    if schemes & _WEBSOCKET_SCHEMES and schemes - _WEBSOCKET_SCHEMES:
+        raise ConfigError(
+            key,
+            _redact_servers(value),
+            "mixes WebSocket URLs (ws://, wss://) with nats:// or tls:// URLs",
+            "use one kind of URL for every server, because nats-py rejects a mixed list",
+        )
     return tuple(s if "://" in s else f"nats://{s}" for s in servers)
 
 
@@ -383,9 +429,11 @@ def parse_engine_settings(
     for key in options:
         if key not in known:
             guess = difflib.get_close_matches(str(key), sorted(known), n=1)
-            fix = f"did you mean {guess[0]!r}?" if guess else "remove it"
+            fix = f"did you mean {guess[0]!r}?" if guess else "remove it."
             valid = ", ".join(sorted(known))
-            raise ConfigError(str(key), options[key], "unknown option", f"{fix} Valid: {valid}")
+            raise ConfigError(
+                str(key), options[key], "unknown option", f"{fix} Valid options: {valid}"
+            )
 
     values = {key: _PARSERS[key](key, value) for key, value in options.items()}
     if not values.get("name"):
