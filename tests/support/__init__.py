@@ -1,0 +1,1 @@
+"""Helpers for the integration tests: a managed nats-server and a NATS message collector."""
