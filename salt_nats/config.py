@@ -40,7 +40,9 @@ DEFAULT_EXCLUDE = (
     "cluster/*",
 )
 
-MODES = ("core",)
+MODES = ("core", "jetstream")
+STREAM_RETENTIONS = ("limits", "interest", "workqueue")
+STREAM_STORAGES = ("file", "memory")
 FORMATS = ("json", "msgpack")
 OVERSIZE_POLICIES = ("truncate", "drop")
 BUFFER_FULL_POLICIES = ("drop_oldest", "drop_newest")
@@ -102,7 +104,9 @@ class EngineSettings:
     )
     mode: str = _option(
         "core",
-        "Delivery mode. `core` publishes fire-and-forget on core NATS.",
+        "Delivery mode. `core` publishes fire-and-forget on core NATS; `jetstream` waits for "
+        "the stream's acknowledgement of each event and retries unacknowledged ones with the "
+        "same `Nats-Msg-Id`, so the stream stores each event once.",
         "one of: " + ", ".join(MODES),
     )
     format: str = _option(
@@ -140,6 +144,61 @@ class EngineSettings:
         "headers): `truncate` replaces the largest values with a marker string and sets "
         "the `Salt-Nats-Truncated` header; `drop` skips the event. Both are counted.",
         "one of: " + ", ".join(OVERSIZE_POLICIES),
+    )
+    stream: str = _option(
+        "SALT_EVENTS",
+        "JetStream stream that stores the events (`mode: jetstream`).",
+        "stream name",
+    )
+    stream_create: bool = _option(
+        True,
+        "Create the stream at start if it is missing, and update it when its config differs "
+        "from the `stream_*` options. With false the engine only checks that it exists and "
+        "captures the subject prefix.",
+        "boolean",
+    )
+    stream_subjects: tuple[str, ...] = _option(
+        (),
+        "Subjects the stream captures. Empty means `<subject_prefix>.>`.",
+        "list of subjects",
+    )
+    stream_retention: str = _option(
+        "limits",
+        "Stream retention policy.",
+        "one of: " + ", ".join(STREAM_RETENTIONS),
+    )
+    stream_storage: str = _option(
+        "file", "Stream storage.", "one of: " + ", ".join(STREAM_STORAGES)
+    )
+    stream_replicas: int = _option(1, "Stream replicas in a cluster.", "integer, 1 to 5")
+    stream_max_age: float = _option(
+        7 * 24 * 3600.0,
+        "Longest time the stream keeps an event, in seconds; 0 keeps events until a size "
+        "limit removes them.",
+        "seconds",
+    )
+    stream_max_bytes: int = _option(
+        -1,
+        "Most bytes the stream keeps before it removes the oldest events; -1 for no limit. "
+        "Accepts `10GiB` and the like.",
+        "size in bytes, or -1",
+    )
+    stream_duplicate_window: float = _option(
+        120.0,
+        "Window in which the stream drops a second message with the same `Nats-Msg-Id`, in "
+        "seconds. Retries within this window never store an event twice.",
+        "seconds",
+    )
+    ack_timeout: float = _option(
+        5.0,
+        "Wait for the stream's acknowledgement of one event before it is published again, "
+        "in seconds (`mode: jetstream`).",
+        "seconds",
+    )
+    max_inflight: int = _option(
+        1024,
+        "Most events published and not yet acknowledged at one time (`mode: jetstream`).",
+        "integer, 1 to 65536",
     )
     buffer_max_events: int = _option(
         10_000,
@@ -206,6 +265,11 @@ class EngineSettings:
         "and logged at most once per this many seconds.",
         "seconds",
     )
+
+    @property
+    def effective_stream_subjects(self) -> tuple[str, ...]:
+        """Return the subjects the stream captures: ``stream_subjects`` or ``<prefix>.>``."""
+        return self.stream_subjects or (f"{self.subject_prefix}.>",)
 
     @property
     def excluded_globs(self) -> tuple[str, ...]:
@@ -391,6 +455,27 @@ def _parse_name(key: str, value: Any) -> str:
     return name
 
 
+_STREAM_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
+
+
+def _parse_stream_name(key: str, value: Any) -> str:
+    name = _parse_str(key, value)
+    if not _STREAM_NAME_RE.match(name):
+        raise ConfigError(
+            key,
+            value,
+            "a stream name may contain only letters, digits, '_' and '-'",
+            "choose a name such as SALT_EVENTS",
+        )
+    return name
+
+
+def _parse_stream_max_bytes(key: str, value: Any) -> int:
+    if value == -1 or value == "-1":
+        return -1
+    return parse_size(key, value, 1024)
+
+
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "servers": _parse_servers,
     "name": _parse_name,
@@ -400,6 +485,17 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "include": _parse_str_list,
     "exclude": _parse_str_list,
     "exclude_defaults": _parse_bool,
+    "stream": _parse_stream_name,
+    "stream_create": _parse_bool,
+    "stream_subjects": _parse_str_list,
+    "stream_retention": lambda k, v: _parse_choice(k, v, STREAM_RETENTIONS),
+    "stream_storage": lambda k, v: _parse_choice(k, v, STREAM_STORAGES),
+    "stream_replicas": lambda k, v: _parse_int(k, v, 1, 5),
+    "stream_max_age": lambda k, v: _parse_seconds(k, v, 0.0),
+    "stream_max_bytes": _parse_stream_max_bytes,
+    "stream_duplicate_window": lambda k, v: _parse_seconds(k, v, 0.1),
+    "ack_timeout": lambda k, v: _parse_seconds(k, v, 0.1),
+    "max_inflight": lambda k, v: _parse_int(k, v, 1, 65536),
     "max_subject_bytes": lambda k, v: _parse_int(k, v, 64, 3800),
     "oversize": lambda k, v: _parse_choice(k, v, OVERSIZE_POLICIES),
     "buffer_max_events": lambda k, v: _parse_int(k, v, 1),

@@ -21,15 +21,20 @@ import logging
 import re
 import time
 from collections.abc import Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from nats import errors as nats_errors
+from nats.aio.client import Client
+from nats.js import errors as js_errors
+from nats.js.client import JetStreamContext
 from nats.nuid import NUID
 
 from salt_nats.buffer import BufferedEvent, EventBuffer
 from salt_nats.codec import TAG_END, EncodeError, EventEncoder
 from salt_nats.config import EngineSettings
 from salt_nats.connection import NatsSupervisor
+from salt_nats.jetstream import StreamSetupError, ensure_stream
 from salt_nats.status import DROP_BUFFER_FULL, DROP_SHUTDOWN, RateLimitedLog, Stats
 
 log = logging.getLogger(__name__)
@@ -88,6 +93,13 @@ def _compile_globs(globs: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{p})" for p in patterns), re.DOTALL)
 
 
+@dataclass(slots=True)
+class _Inflight:
+    event: BufferedEvent
+    future: asyncio.Future[Any]
+    deadline: float  # loop.time() after which the event is published again
+
+
 class Forwarder:
     """Move events from the bus to NATS until :meth:`stop` is called."""
 
@@ -124,6 +136,11 @@ class Forwarder:
         self._stop = asyncio.Event()
         self._drop_log = RateLimitedLog(log, settings.drop_log_interval)
         self._tasks: list[asyncio.Task[None]] = []
+        # JetStream mode: the context of the current client, and the events published
+        # but not yet acknowledged, by message id, oldest first.
+        self._js: JetStreamContext | None = None
+        self._js_client: Client | None = None
+        self._inflight: dict[str, _Inflight] = {}
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -171,12 +188,19 @@ class Forwarder:
         # Let the publisher drain the buffer while a connection is up, keeping a
         # quarter of the time for the final flush.
         drain_until = deadline - self.settings.shutdown_timeout / 4
-        while len(self.buffer) and loop.time() < drain_until and not publisher.done():
+        while (
+            (len(self.buffer) or self._inflight)
+            and loop.time() < drain_until
+            and not publisher.done()
+        ):
             self._wake_publisher()
             await asyncio.sleep(0.01)
         publisher.cancel()
 
-        left = len(self.buffer)
+        for item in self._inflight.values():
+            item.future.cancel()
+        left = len(self.buffer) + len(self._inflight)
+        self._inflight.clear()
         if left:
             self.stats.dropped[DROP_SHUTDOWN] += left
             log.warning(
@@ -189,12 +213,16 @@ class Forwarder:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._drop_log.flush(force=True)
         log.info(
-            "salt-nats %s: stopped; received %d, published %d, filtered %d, dropped %s",
+            "salt-nats %s: stopped; received %d, published %d, filtered %d, dropped %s, "
+            "acknowledged %d, retried %d, duplicates %d",
             self.settings.name,
             self.stats.received,
             self.stats.published,
             self.stats.filtered,
             dict(self.stats.dropped) or 0,
+            self.stats.acknowledged,
+            self.stats.retried,
+            self.stats.duplicates,
         )
 
     # -- bus reader -----------------------------------------------------------------
@@ -236,6 +264,12 @@ class Forwarder:
             await self._publish_buffered()
 
     async def _publish_buffered(self) -> None:
+        if self.settings.mode == "jetstream":
+            await self._publish_jetstream()
+        else:
+            await self._publish_core()
+
+    async def _publish_core(self) -> None:
         """Publish buffered events while the client stays connected."""
         published = 0
         while len(self.buffer):
@@ -253,29 +287,154 @@ class Forwarder:
                 await client.publish(message.subject, message.payload, headers=message.headers)
             except _RETRYABLE as exc:
                 self.stats.record_error(f"publish failed: {exc!r}")
-                for lost in self.buffer.put_back(event):
-                    self._count_drop(
-                        DROP_BUFFER_FULL, "buffer full while retrying; dropped an event", event=lost
-                    )
+                self._put_back(event)
                 log.debug("salt-nats %s: publish failed (%r); will retry", self.settings.name, exc)
                 await asyncio.sleep(0.05)
                 continue
 
             self.stats.published += 1
-            if message.truncated_values:
-                self.stats.truncated += 1
-                self._drop_log.note(
-                    "truncated",
-                    "salt-nats %s: event on %s exceeded max_payload (%d bytes); replaced %d "
-                    "values with a marker (oversize: truncate)",
-                    self.settings.name,
-                    message.subject,
-                    client.max_payload,
-                    message.truncated_values,
-                )
+            self._count_truncation(message, client)
             published += 1
             if published % _PUBLISH_BATCH == 0:
                 await asyncio.sleep(0)
+
+    def _put_back(self, event: BufferedEvent) -> None:
+        for lost in self.buffer.put_back(event):
+            self._count_drop(
+                DROP_BUFFER_FULL, "buffer full while retrying; dropped an event", event=lost
+            )
+
+    # -- JetStream ------------------------------------------------------------------
+
+    async def _prepare_jetstream(self, client: Client) -> JetStreamContext | None:
+        """Return the JetStream context of ``client``, setting up the stream once per client."""
+        if self._js is not None and self._js_client is client:
+            return self._js
+        js = client.jetstream(
+            timeout=self.settings.ack_timeout,
+            publish_async_max_pending=self.settings.max_inflight,
+        )
+        try:
+            await ensure_stream(js, self.settings)
+        except StreamSetupError as exc:
+            self.stats.record_error(str(exc))
+            self._drop_log.note(
+                "stream", "salt-nats %s: %s; events stay buffered", self.settings.name, exc
+            )
+            return None
+        except (nats_errors.Error, js_errors.Error, asyncio.TimeoutError) as exc:
+            self.stats.record_error(f"stream set-up failed: {exc!r}")
+            self._drop_log.note(
+                "stream",
+                "salt-nats %s: setting up stream %s failed: %r; retrying",
+                self.settings.name,
+                self.settings.stream,
+                exc,
+            )
+            return None
+        self._js, self._js_client = js, client
+        return js
+
+    async def _publish_jetstream(self) -> None:
+        """Publish buffered events with acknowledgements, keeping a bounded window in flight."""
+        loop = asyncio.get_running_loop()
+        client = self.supervisor.connected_client
+        if client is None:
+            return
+        # The stream is set up on every new connection, before the first event needs it.
+        js = await self._prepare_jetstream(client)
+        if js is None:
+            loop.call_later(1.0, self._wake_publisher)
+            return
+        published = 0
+        while len(self.buffer) and len(self._inflight) < self.settings.max_inflight:
+            client = self.supervisor.connected_client
+            if client is None or client is not self._js_client:
+                return
+            event = self.buffer.pop()
+            try:
+                message = self.encoder.encode(event.frame, event.msg_id, client.max_payload)
+            except EncodeError as exc:
+                self._count_drop(exc.kind, "%s", str(exc), event=event)
+                continue
+
+            try:
+                future = await js.publish_async(
+                    message.subject, message.payload, headers=message.headers, wait_stall=0.5
+                )
+            except (*_RETRYABLE, js_errors.TooManyStalledMsgsError) as exc:
+                self.stats.record_error(f"publish failed: {exc!r}")
+                self._put_back(event)
+                loop.call_later(0.05, self._wake_publisher)
+                return
+
+            self.stats.published += 1
+            self._count_truncation(message, client)
+            self._inflight[event.msg_id] = _Inflight(
+                event, future, loop.time() + self.settings.ack_timeout
+            )
+            future.add_done_callback(lambda done, e=event: self._on_ack(e, done))
+            published += 1
+            if published % _PUBLISH_BATCH == 0:
+                await asyncio.sleep(0)
+
+    def _on_ack(self, event: BufferedEvent, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return  # timed out; _expire_inflight has already put the event back
+        if self._inflight.pop(event.msg_id, None) is None:
+            return
+        exc = future.exception()
+        if exc is not None:
+            self.stats.retried += 1
+            self.stats.record_error(f"publish not acknowledged: {exc!r}")
+            self._drop_log.note(
+                "nack",
+                "salt-nats %s: the stream did not store an event (%r); publishing it again",
+                self.settings.name,
+                exc,
+            )
+            self._put_back(event)
+            asyncio.get_running_loop().call_later(0.2, self._wake_publisher)
+            return
+        self.stats.acknowledged += 1
+        if getattr(future.result(), "duplicate", False):
+            self.stats.duplicates += 1
+        self._wake_publisher()
+
+    def _expire_inflight(self) -> None:
+        """Publish again the events whose acknowledgement is overdue, oldest at the head."""
+        now = asyncio.get_running_loop().time()
+        expired = [item for item in self._inflight.values() if item.deadline <= now]
+        if not expired:
+            return
+        for item in expired:
+            del self._inflight[item.event.msg_id]
+            item.future.cancel()  # releases nats-py's window slot
+        self.stats.retried += len(expired)
+        self._drop_log.note(
+            "ack_timeout",
+            "salt-nats %s: %d events not acknowledged within %.1f s; publishing them again",
+            self.settings.name,
+            len(expired),
+            self.settings.ack_timeout,
+        )
+        for item in sorted(expired, key=lambda i: i.event.received_at, reverse=True):
+            self._put_back(item.event)
+        self._wake_publisher()
+
+    def _count_truncation(self, message: Any, client: Client) -> None:
+        if not message.truncated_values:
+            return
+        self.stats.truncated += 1
+        self._drop_log.note(
+            "truncated",
+            "salt-nats %s: event on %s exceeded max_payload (%d bytes); replaced %d "
+            "values with a marker (oversize: truncate)",
+            self.settings.name,
+            message.subject,
+            client.max_payload,
+            message.truncated_values,
+        )
 
     # -- bookkeeping ----------------------------------------------------------------
 
@@ -291,6 +450,11 @@ class Forwarder:
         )
 
     async def _housekeeping(self) -> None:
+        ticks = 0
         while True:
-            await asyncio.sleep(1.0)
-            self._drop_log.flush()
+            await asyncio.sleep(0.1)
+            ticks += 1
+            if self._inflight:
+                self._expire_inflight()
+            if ticks % 10 == 0:
+                self._drop_log.flush()

@@ -26,6 +26,9 @@ class Stats:
     received: int = 0
     filtered: int = 0
     published: int = 0
+    acknowledged: int = 0
+    retried: int = 0
+    duplicates: int = 0
     truncated: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     bus_connects: int = 0
@@ -49,6 +52,9 @@ class Stats:
             "received": self.received,
             "filtered": self.filtered,
             "published": self.published,
+            "acknowledged": self.acknowledged,
+            "retried": self.retried,
+            "duplicates": self.duplicates,
             "truncated": self.truncated,
             "dropped": dict(self.dropped),
             "dropped_total": sum(self.dropped.values()),

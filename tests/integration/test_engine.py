@@ -153,15 +153,20 @@ def engine_stop_line(daemon_log: Any, master: Any) -> dict[str, Any]:
     """Parse the counters the engine logs when it stops."""
     (line,) = daemon_log(master).wait_for(r"salt-nats \S+: stopped; received", timeout=15)
     match = re.search(
-        r"received (\d+), published (\d+), filtered (\d+), dropped (\{.*\}|0)", line
+        r"received (\d+), published (\d+), filtered (\d+), dropped (\{.*\}|0), "
+        r"acknowledged (\d+), retried (\d+), duplicates (\d+)",
+        line,
     )
     assert match, line
-    received, published, filtered, dropped = match.groups()
+    received, published, filtered, dropped, acknowledged, retried, duplicates = match.groups()
     return {
         "received": int(received),
         "published": int(published),
         "filtered": int(filtered),
         "dropped": {} if dropped == "0" else ast.literal_eval(dropped),
+        "acknowledged": int(acknowledged),
+        "retried": int(retried),
+        "duplicates": int(duplicates),
     }
 
 
