@@ -1,0 +1,123 @@
+"""Faults around a real salt-master with the engine: slow, paused and absent NATS servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from salt_nats.codec import decode_payload
+from tests.integration.test_engine import engine_stop_line
+from tests.support.bus import fire_events
+from tests.support.jetstream import create_stream, read_stream
+
+pytestmark = pytest.mark.integration
+
+# Salt 3008 logs this when a bus subscriber falls behind; "(stream closed)" is only a
+# CLI process that exited, so it does not count.
+SLOW_SUBSCRIBER = r"Publisher discarding slow subscriber .*\((drain|StreamBuffer|.*[Ff]ull)"
+
+
+def stored_numbers(url: str, stream: str, expected: int, timeout: float = 60) -> list[int]:
+    """Read the event numbers in a stream, waiting until ``expected`` are there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        numbers = [decode_payload(m.data)[1]["n"] for m in read_stream(url, stream)]
+        if len(numbers) >= expected or time.monotonic() > deadline:
+            return numbers
+        time.sleep(0.5)
+
+
+def test_paused_server_does_not_hang_engine(
+    make_master: Any, make_nats_server: Any, daemon_log: Any
+) -> None:
+    nats_server = make_nats_server(name="paused", jetstream=True)
+    master = make_master(
+        engine_config={
+            "servers": [nats_server.url],
+            "mode": "jetstream",
+            "stream": "PAUSED",
+            "include": ["test/paused/*"],
+            "ping_interval": 1,
+            "max_outstanding_pings": 2,
+            "connect_timeout": 1,
+            "reconnect_time_wait": 0.2,
+            "flush_timeout": 1,
+            "ack_timeout": 2,
+        }
+    )
+    log = daemon_log(master)
+    log.wait_for(r"created JetStream stream PAUSED", timeout=30)
+
+    # 200 events/s for 10 s; the server process is stopped (SIGSTOP) from second 2 to 8.
+    firing = threading.Thread(
+        target=fire_events, args=(master.config, "test/paused", 2000), kwargs={"rate": 200}
+    )
+    firing.start()
+    time.sleep(2)
+    nats_server.pause()
+    try:
+        log.wait_for(r"disconnected from NATS", timeout=15)
+        time.sleep(2)
+    finally:
+        nats_server.resume()
+    firing.join(timeout=60)
+    assert not firing.is_alive()
+
+    numbers = stored_numbers(nats_server.url, "PAUSED", 2000)
+    master.terminate()
+    counters = engine_stop_line(daemon_log, master)
+
+    assert sorted(numbers) == list(range(2000))
+    assert counters["dropped"] == {}
+    assert counters["received"] - counters["filtered"] == 2000
+    assert not log.lines_matching(SLOW_SUBSCRIBER)
+
+
+def test_limits_exceeded_counts_every_drop(
+    make_master: Any, make_minion: Any, make_nats_server: Any, daemon_log: Any
+) -> None:
+    nats_server = make_nats_server(name="limits", jetstream=True)
+    create_stream(nats_server.url, "LIMITS", ["salt.events.test.limits.>"])
+    master = make_master(
+        engine_config={
+            "servers": [nats_server.url],
+            "include": ["test/limits/*"],
+            "buffer_max_events": 100,
+            "buffer_max_bytes": "64KiB",
+            "reconnect_time_wait": 0.2,
+        }
+    )
+    minion = make_minion(master, "db01.example.com")
+    log = daemon_log(master)
+    log.wait_for(r"connected to NATS server", timeout=30)
+    nats_server.stop()
+
+    # 3,000 events of about 1 KB each, as fast as the bus takes them, into a
+    # buffer of 100 events and 64 KiB, while the master runs a job.
+    firing = threading.Thread(
+        target=fire_events,
+        args=(master.config, "test/limits", 3000),
+        kwargs={"payload": {"blob": "z" * 1000}},
+    )
+    firing.start()
+    ping = master.salt_cli(timeout=30).run("test.ping", minion_tgt=minion.id)
+    firing.join(timeout=120)
+    assert not firing.is_alive()
+    nats_server.start()
+    time.sleep(3)
+    master.terminate()
+
+    counters = engine_stop_line(daemon_log, master)
+    delivered = stored_numbers(nats_server.url, "LIMITS", 1, timeout=5)
+    fired = 3000
+
+    assert ping.returncode == 0, ping
+    assert ping.data is True
+    assert counters["received"] - counters["filtered"] == fired
+    assert counters["dropped"]["buffer_full"] == fired - len(delivered)
+    assert 0 < len(delivered) <= 100
+    assert delivered == sorted(delivered)
+    assert not log.lines_matching(SLOW_SUBSCRIBER)
