@@ -121,3 +121,55 @@ def test_limits_exceeded_counts_every_drop(
     assert 0 < len(delivered) <= 100
     assert delivered == sorted(delivered)
     assert not log.lines_matching(SLOW_SUBSCRIBER)
+
+
+def connected_node(cluster: Any, connection_name_part: str) -> Any:
+    """Return the cluster node that holds the engine's client connection."""
+    for node in cluster.nodes:
+        connections = node.monitor("connz").get("connections") or []
+        if any(connection_name_part in (c.get("name") or "") for c in connections):
+            return node
+    raise AssertionError("no node holds the engine's connection")
+
+
+def test_cluster_failover_keeps_every_event(
+    make_master: Any, tmp_path: Any, daemon_log: Any
+) -> None:
+    from tests.support.nats_server import NatsCluster
+
+    with NatsCluster(tmp_path / "cluster", size=3, name="failover") as cluster:
+        master = make_master(
+            engine_config={
+                "name": "failover",
+                "servers": cluster.urls,
+                "mode": "jetstream",
+                "stream": "FAILOVER",
+                "stream_replicas": 3,
+                "include": ["test/failover/*"],
+                "reconnect_time_wait": 0.2,
+                "ack_timeout": 2,
+            }
+        )
+        log = daemon_log(master)
+        log.wait_for(r"created JetStream stream FAILOVER", timeout=30)
+        victim = connected_node(cluster, "salt-nats failover@")
+        survivors = [node for node in cluster.nodes if node is not victim]
+
+        # 300 events/s for 10 s; the node the engine uses dies at second 3.
+        firing = threading.Thread(
+            target=fire_events, args=(master.config, "test/failover", 3000), kwargs={"rate": 300}
+        )
+        firing.start()
+        time.sleep(3)
+        victim.kill()
+        firing.join(timeout=60)
+        assert not firing.is_alive()
+
+        numbers = stored_numbers(survivors[0].url, "FAILOVER", 3000)
+        master.terminate()
+        counters = engine_stop_line(daemon_log, master)
+
+    assert len(numbers) == 3000
+    assert sorted(numbers) == list(range(3000))
+    assert counters["dropped"] == {}
+    assert log.lines_matching(r"reconnected to NATS server")
