@@ -47,6 +47,11 @@ integration: $(VENV)/.installed-test
 docs: $(VENV)/.installed-docs
 	$(BIN)/sphinx-build -W -b html docs docs/_build/html
 
+# Regenerate the options table in docs/configuration.md from salt_nats/config.py.
+.PHONY: docs-options
+docs-options: | $(BIN)/python
+	$(BIN)/python docs/_tools/update_options.py
+
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/bench -s $(PYTEST_ARGS)
 
