@@ -127,7 +127,7 @@ class NatsSupervisor:
                 "salt-nats %s: connected to NATS server %s (version %s, max_payload %d bytes)",
                 self.settings.name,
                 self.connected_url,
-                client.connected_server_version,
+                _version(client),
                 client.max_payload,
             )
             self.on_ready()
@@ -184,6 +184,11 @@ class NatsSupervisor:
 
     async def _on_closed(self) -> None:
         self._closed_event.set()
+
+
+def _version(client: Client) -> str:
+    version = client.connected_server_version
+    return f"{version.major}.{version.minor}.{version.patch}"
 
 
 async def _close_quietly(client: Client) -> None:

@@ -1,5 +1,9 @@
 """
-Forward every event of the salt-master's event bus to NATS.
+Forward the events of the salt-master's event bus to NATS.
+
+Every event is forwarded except those that carry secrets or are internal
+(``salt/wheel/*/ret``, ``salt/job/*/publish``, ``cluster/*``); set
+``exclude_defaults: false`` to forward those too.
 
 Install ``salt-nats`` into Salt's Python environment (``salt-pip install salt-nats``
 or ``pip install salt-nats``), then add the engine to the master config, for example

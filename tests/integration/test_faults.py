@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
 
+import psutil
 import pytest
 
 from salt_nats.codec import decode_payload
@@ -173,3 +175,39 @@ def test_cluster_failover_keeps_every_event(
     assert sorted(numbers) == list(range(3000))
     assert counters["dropped"] == {}
     assert log.lines_matching(r"reconnected to NATS server")
+
+
+def engine_pid(log: Any, since: int = 0) -> int:
+    """Return the PID of the engine process from its start line in the master log.
+
+    The master's log format ends the record prefix with ``[<process name>(<pid>)]``.
+    """
+    (line, *_) = log.wait_for(r"salt-nats: starting engine", since=since, timeout=30)
+    match = re.search(r"\((\d+)\)\]", line)
+    assert match, line
+    return int(match.group(1))
+
+
+def test_killed_engine_is_restarted(
+    make_master: Any, make_nats_server: Any, daemon_log: Any
+) -> None:
+    nats_server = make_nats_server(name="killed", jetstream=True)
+    create_stream(nats_server.url, "KILLED", ["salt.events.test.killed.>"])
+    master = make_master(
+        engine_config={"servers": [nats_server.url], "include": ["test/killed/*"]}
+    )
+    log = daemon_log(master)
+    log.wait_for(r"connected to NATS server", timeout=30)
+    fire_events(master.config, "test/killed", 10, start=0)
+    assert stored_numbers(nats_server.url, "KILLED", 10) == list(range(10))
+
+    victim = psutil.Process(engine_pid(log))
+    mark = log.mark()
+    victim.kill()
+    victim.wait(timeout=10)
+    # The master's process manager notices the dead engine and starts a new one.
+    log.wait_for(r"connected to NATS server", since=mark, timeout=60)
+    fire_events(master.config, "test/killed", 10, start=10)
+
+    assert stored_numbers(nats_server.url, "KILLED", 20) == list(range(20))
+    assert engine_pid(log, since=mark) != victim.pid
