@@ -20,6 +20,7 @@ payloads with it.
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime
 import json
 import math
@@ -99,11 +100,14 @@ def _ext_hook(code: int, data: bytes) -> Any:
     if code == EXT_DATETIME:
         return datetime.datetime.strptime(data.decode("ascii"), _SALT_DATETIME_FORMAT)
     if code == EXT_SALT_CONSTANT:
-        fields = msgpack.unpackb(data, raw=False)
-        if not isinstance(fields, list) or len(fields) != 2:
-            raise ValueError(f"Salt constant is not a [name, value] pair: {fields!r}")
-        return SaltConstant(*fields)
+        return _salt_constant(msgpack.unpackb(data, raw=False))
     return msgpack.ExtType(code, data)
+
+
+def _salt_constant(fields: Any) -> SaltConstant:
+    if not isinstance(fields, list) or len(fields) != 2:
+        raise ValueError(f"Salt constant is not a [name, value] pair: {fields!r}")
+    return SaltConstant(*fields)
 
 
 def _unpack(packed: bytes, unicode_errors: str = "strict") -> Any:
@@ -169,6 +173,15 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot encode {type(obj).__name__} as JSON")
 
 
+def _json_default_fast(obj: Any) -> Any:
+    # json writes an ExtType as a plain array without calling the default hook,
+    # because ExtType is a tuple. Its data is always bytes, so rejecting bytes here
+    # sends every event that may hold an ExtType through _json_safe.
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        raise TypeError("bytes are encoded by the slow path")
+    return _json_default(obj)
+
+
 def _json_object_hook(obj: dict[str, Any]) -> Any:
     # NOTE: a dict of the event's own data that has exactly one of these keys
     # decodes as the typed value; Salt's events carry no such keys.
@@ -195,7 +208,7 @@ _JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
     "$datetime": datetime.datetime.fromisoformat,
     "$date": datetime.date.fromisoformat,
     "$set": set,
-    "$salt_constant": lambda v: SaltConstant(*v),
+    "$salt_constant": _salt_constant,
     "$ext": lambda v: msgpack.ExtType(int(v[0]), base64.b64decode(v[1], validate=True)),
     "$float": _decode_float,
 }
@@ -204,13 +217,16 @@ _JSON_DECODERS: dict[str, Callable[[Any], Any]] = {
 def _json_safe(obj: Any) -> Any:
     """Copy ``obj`` with the values the fast path rejects made encodable.
 
-    Handles non-finite floats (invalid in JSON), map keys that are not strings and
-    sets whose items are not hashable after conversion.
+    Handles non-finite floats (invalid in JSON), map keys that are not strings,
+    sets whose items are not hashable after conversion, and ExtType values, which
+    json would write as arrays.
     """
     if isinstance(obj, float) and not math.isfinite(obj):
         return {"$float": "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
     if isinstance(obj, dict):
         return {_json_key(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, msgpack.ExtType):
+        return _json_default(obj)
     if isinstance(obj, (list, tuple)):
         return [_json_safe(v) for v in obj]
     if isinstance(obj, (set, frozenset)):
@@ -230,16 +246,16 @@ def _json_key(key: Any) -> str:
     return str(key)
 
 
-def _dump_json(obj: Any) -> bytes:
+def _dump_json(obj: Any, default: Callable[[Any], Any] = _json_default) -> bytes:
     text = json.dumps(
-        obj, default=_json_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+        obj, default=default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
     )
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         # Lone surrogates from non-UTF-8 input: \u escapes keep them reversible.
         return json.dumps(
-            obj, default=_json_default, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+            obj, default=default, ensure_ascii=True, allow_nan=False, separators=(",", ":")
         ).encode("ascii")
 
 
@@ -247,7 +263,7 @@ def encode_json(tag: str, data: Any) -> bytes:
     """Encode an event as the JSON payload ``{"tag": ..., "data": ...}``."""
     event = {"tag": tag, "data": data}
     try:
-        return _dump_json(event)
+        return _dump_json(event, _json_default_fast)
     except (TypeError, ValueError, RecursionError):
         pass
     try:
@@ -277,7 +293,8 @@ def decode_payload(payload: bytes, content_type: str | None = None) -> tuple[str
     """Decode a published payload into ``(tag, data)``, restoring the special types.
 
     ``content_type`` is the message's ``Content-Type`` header; without one, a payload
-    that starts with ``{`` is read as JSON and anything else as msgpack.
+    that starts with ``{`` is read as JSON and anything else as msgpack. Raises
+    ValueError when the payload does not decode.
     """
     if content_type is None:
         content_type = CONTENT_TYPE_JSON if payload[:1] == b"{" else CONTENT_TYPE_MSGPACK
@@ -286,7 +303,7 @@ def decode_payload(payload: bytes, content_type: str | None = None) -> tuple[str
     elif content_type == CONTENT_TYPE_MSGPACK:
         try:
             event = _unpack(payload, unicode_errors="surrogateescape")
-        except TypeError as exc:
+        except (TypeError, msgpack.UnpackException) as exc:
             raise ValueError(f"payload is not valid msgpack: {exc}") from exc
     else:
         raise ValueError(f"unknown content type {content_type!r}")
@@ -349,6 +366,13 @@ class _Node:
     container: Any
     key: Any
     size: int
+    # Index in ``nodes`` of this value's first descendant. Nodes are recorded in
+    # post-order, so the value and everything inside it are nodes[first : own index + 1].
+    first: int
+
+
+class _Marker(str):
+    """The text that replaces a removed value; its own type lets a later pass skip it."""
 
 
 def _estimate(obj: Any, parent: Any, key: Any, nodes: list[_Node]) -> int:
@@ -357,6 +381,7 @@ def _estimate(obj: Any, parent: Any, key: Any, nodes: list[_Node]) -> int:
     The estimate follows JSON's shape (quotes, commas, base64 for bytes); the caller
     re-encodes and checks the real size, so an estimate only steers which values go.
     """
+    first = len(nodes)
     if isinstance(obj, str):
         size = len(obj.encode("utf-8", "surrogatepass")) + 2
     elif isinstance(obj, (bytes, bytearray)):
@@ -373,42 +398,77 @@ def _estimate(obj: Any, parent: Any, key: Any, nodes: list[_Node]) -> int:
     else:
         size = 8
     if parent is not None:
-        nodes.append(_Node(parent, key, size))
+        nodes.append(_Node(parent, key, size, first))
     return size
 
 
-def _marker(size: int) -> str:
-    return f"[salt-nats: value of about {size} bytes removed to fit max_payload]"
+def _marker(size: int) -> _Marker:
+    return _Marker(f"[salt-nats: value of about {size} bytes removed to fit max_payload]")
 
 
 def truncate_data(data: Any, excess: int) -> tuple[Any, int]:
     """Replace values in a copy of ``data`` until its estimated size drops by ``excess``.
 
     Each step takes the smallest value whose removal covers what is still over the
-    limit; when no single value is large enough, it removes the largest and repeats.
-    Returns the new data and the number of values replaced. Tuples become lists.
+    limit. When no single value is large enough, it removes the largest top-level
+    value and repeats. A marker left by an earlier call is never replaced.
+    Returns the new data and the number of markers in it. Tuples become lists.
     """
     data = _mutable_copy(data)
-    replaced = 0
-    for _ in range(10_000):
-        if excess <= 0:
-            break
-        nodes: list[_Node] = []
-        _estimate(data, None, None, nodes)
-        if not nodes:
-            break
-        gains = [(n.size - len(_marker(n.size)) - 2, n) for n in nodes]
-        sufficient = [g for g in gains if g[0] >= excess]
-        if sufficient:
-            gain, node = min(sufficient, key=lambda g: g[0])
-        else:
-            gain, node = max(gains, key=lambda g: g[0])
-            if gain <= 0:
-                break
+    nodes: list[_Node] = []
+    _estimate(data, None, None, nodes)
+
+    # Before the last step only whole top-level values are removed, and removing one
+    # changes the estimate of no value that stays. So the estimates are computed once,
+    # and each removal marks its value and everything inside it as gone. A value is
+    # always larger than anything inside it, so the largest value is a top-level one.
+    gains = [-1 if isinstance(n.container[n.key], _Marker) else _gain(n.size) for n in nodes]
+    by_gain = sorted(range(len(nodes)), key=gains.__getitem__)
+    sorted_gains = [gains[i] for i in by_gain]
+    top_level = sorted(
+        (i for i, node in enumerate(nodes) if node.container is data),
+        key=gains.__getitem__,
+        reverse=True,
+    )
+    removed = bytearray(len(nodes))
+    added = 0
+
+    def remove(index: int) -> None:
+        node = nodes[index]
         node.container[node.key] = _marker(node.size)
-        replaced += 1
-        excess -= gain
-    return data, replaced
+        removed[node.first : index + 1] = b"\x01" * (index + 1 - node.first)
+
+    next_top = 0
+    while excess > 0:
+        position = bisect.bisect_left(sorted_gains, excess)
+        while position < len(by_gain) and removed[by_gain[position]]:
+            position += 1
+        if position < len(by_gain):
+            remove(by_gain[position])
+            added += 1
+            excess -= sorted_gains[position]
+            break
+
+        while next_top < len(top_level) and removed[top_level[next_top]]:
+            next_top += 1
+        if next_top == len(top_level) or gains[top_level[next_top]] <= 0:
+            break
+        remove(top_level[next_top])
+        added += 1
+        excess -= gains[top_level[next_top]]
+        next_top += 1
+
+    earlier = sum(
+        1
+        for i, node in enumerate(nodes)
+        if not removed[i] and isinstance(node.container[node.key], _Marker)
+    )
+    return data, earlier + added
+
+
+def _gain(size: int) -> int:
+    # Bytes saved by replacing a value of this estimated size with its quoted marker.
+    return size - len(_marker(size)) - 2
 
 
 def _mutable_copy(obj: Any) -> Any:
@@ -519,17 +579,29 @@ class EventEncoder:
         headers = {**headers, HEADER_TRUNCATED: "0" * 6}
         budget = max_payload - headers_size(headers)
         excess = payload_size - budget
+
+        # The estimates follow JSON's shape and miss escapes, so a pass may fall
+        # short; the next pass works on the real size that is still over.
+        previous_size = payload_size
         for _ in range(5):
-            data, replaced = truncate_data(data, excess)
-            if self.payload_format == "json":
-                payload = encode_json(tag, data)
-            else:
-                payload = encode_msgpack(tag, pack_data(data))
+            try:
+                data, replaced = truncate_data(data, excess)
+                if self.payload_format == "json":
+                    payload = encode_json(tag, data)
+                else:
+                    payload = encode_msgpack(tag, pack_data(data))
+            except RecursionError as exc:
+                raise EncodeError(
+                    "oversize",
+                    f"event exceeds max_payload {max_payload} and is nested too deeply "
+                    "to truncate; dropped",
+                ) from exc
             if len(payload) <= budget and replaced:
                 headers[HEADER_TRUNCATED] = str(replaced)
                 return EncodedEvent(subject, payload, headers, replaced)
-            if not replaced:
-                break
+            if len(payload) >= previous_size:
+                break  # nothing left that a marker would shorten
+            previous_size = len(payload)
             excess = len(payload) - budget
         raise EncodeError(
             "oversize",

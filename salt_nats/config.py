@@ -540,6 +540,17 @@ def parse_engine_settings(
     return settings
 
 
+def parse_option(key: str, value: Any) -> Any:
+    """Parse one option the way the engine does; the returner and runner share these rules.
+
+    Raises :class:`ConfigError` for an unknown key or an invalid value.
+    """
+    parser = _PARSERS.get(key)
+    if parser is None:
+        raise ConfigError(key, value, "unknown option", "remove it")
+    return parser(key, value)
+
+
 def _check_combination(settings: EngineSettings) -> None:
     longest_prefix = len(settings.subject_prefix.encode()) + 1 + 20
     if longest_prefix > settings.max_subject_bytes:
