@@ -23,6 +23,8 @@ class EventBuffer:
     """
 
     def __init__(self, max_events: int, max_bytes: int, when_full: str = "drop_oldest") -> None:
+        if max_events < 1 or max_bytes < 1:
+            raise ValueError("an event buffer needs room for at least one event and one byte")
         if when_full not in ("drop_oldest", "drop_newest"):
             raise ValueError(f"unknown buffer_full policy {when_full!r}")
         self.max_events = max_events

@@ -297,7 +297,7 @@ def decode_payload(payload: bytes, content_type: str | None = None) -> tuple[str
     ValueError when the payload does not decode.
     """
     if content_type is None:
-        content_type = CONTENT_TYPE_JSON if payload[:1] == b"{" else CONTENT_TYPE_MSGPACK
+        content_type = CONTENT_TYPE_JSON if payload.lstrip()[:1] == b"{" else CONTENT_TYPE_MSGPACK
     if content_type == CONTENT_TYPE_JSON:
         event = json.loads(payload, object_hook=_json_object_hook)
     elif content_type == CONTENT_TYPE_MSGPACK:
@@ -515,9 +515,7 @@ class EventEncoder:
         self.payload_format = payload_format
         self.oversize = oversize
         self.max_subject_bytes = max_subject_bytes
-        self.content_type = (
-            CONTENT_TYPE_JSON if payload_format == "json" else CONTENT_TYPE_MSGPACK
-        )
+        self.content_type = CONTENT_TYPE_JSON if payload_format == "json" else CONTENT_TYPE_MSGPACK
         self._master_header = quote_id(master_id)
 
     def encode(self, frame: bytes, msg_id: str, max_payload: int) -> EncodedEvent:
@@ -605,6 +603,5 @@ class EventEncoder:
             excess = len(payload) - budget
         raise EncodeError(
             "oversize",
-            f"event exceeds max_payload {max_payload} even after truncating its values; "
-            "dropped",
+            f"event exceeds max_payload {max_payload} even after truncating its values; dropped",
         )

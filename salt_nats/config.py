@@ -92,7 +92,7 @@ class EngineSettings:
     )
     name: str = _option(
         "",
-        "Instance name, shown in status output and in the NATS connection name "
+        "Instance name, shown in log lines, status output and the NATS connection name "
         "(`salt-nats <name>@<master id>`). Defaults to the `engines:` entry name when "
         "`engine_module: nats` is used, else `nats`.",
         "string",
@@ -134,7 +134,7 @@ class EngineSettings:
     )
     max_subject_bytes: int = _option(
         subjects.DEFAULT_MAX_SUBJECT_BYTES,
-        "Longest subject published, in bytes. A longer tag is shortened to its leading "
+        "Maximum subject length, in bytes. A longer tag is shortened to its leading "
         "tokens plus a hash token, and the full tag travels in the `Salt-Tag` header.",
         "integer, 64 to 3800",
     )
@@ -202,12 +202,12 @@ class EngineSettings:
     )
     buffer_max_events: int = _option(
         10_000,
-        "Most events held in memory while NATS is slow or unreachable.",
+        "Maximum number of events held in memory while NATS is slow or unreachable.",
         "integer, at least 1",
     )
     buffer_max_bytes: int = _option(
         64 * 1024**2,
-        "Most bytes of raw event frames held in memory; accepts `64MiB`, `512KB` and the like "
+        "Maximum bytes of raw event frames held in memory; accepts `64MiB`, `512KB` and the like "
         "(K, M and G are powers of 1024).",
         "size in bytes, at least 1024",
     )
@@ -222,14 +222,14 @@ class EngineSettings:
     )
     reconnect_time_wait: float = _option(
         2.0,
-        "Wait between reconnect attempts to the same server, in seconds. The client "
-        "reconnects forever; after the first connect fails, the engine retries with "
-        "backoff up to `reconnect_max_wait`.",
+        "Wait between two connect attempts to the same server, in seconds. The client "
+        "retries forever, both for the first connect and after a disconnect.",
         "seconds",
     )
     reconnect_max_wait: float = _option(
         30.0,
-        "Longest wait between two attempts to build a new connection, in seconds.",
+        "Maximum wait between two attempts to build a new client, after a client closed "
+        "for good or a first connect raised, in seconds.",
         "seconds",
     )
     ping_interval: float = _option(
@@ -552,13 +552,24 @@ def parse_option(key: str, value: Any) -> Any:
 
 
 def _check_combination(settings: EngineSettings) -> None:
-    longest_prefix = len(settings.subject_prefix.encode()) + 1 + 20
-    if longest_prefix > settings.max_subject_bytes:
+    try:
+        subjects.validate_subject_settings(settings.subject_prefix, settings.max_subject_bytes)
+    except ValueError as exc:
         raise ConfigError(
             "subject_prefix",
             settings.subject_prefix,
-            f"leaves too little room below max_subject_bytes ({settings.max_subject_bytes})",
+            str(exc),
             "shorten the prefix or raise max_subject_bytes",
+        ) from None
+    probe = f"{settings.subject_prefix}.salt"
+    if settings.stream_subjects and not any(
+        subjects.subject_matches(pattern, probe) for pattern in settings.stream_subjects
+    ):
+        raise ConfigError(
+            "stream_subjects",
+            list(settings.stream_subjects),
+            f"none of them captures the events published under {settings.subject_prefix}",
+            f"add {settings.subject_prefix}.> or leave stream_subjects empty",
         )
     if settings.reconnect_max_wait < settings.reconnect_time_wait:
         raise ConfigError(

@@ -57,7 +57,9 @@ class NatsSupervisor:
         self.client: Client | None = None
         self._closed_event = asyncio.Event()
         self._stopping = False
-        self._error_log = RateLimitedLog(log, settings.drop_log_interval)
+        self._error_log = RateLimitedLog(
+            log, settings.drop_log_interval, prefix=f"salt-nats {settings.name}"
+        )
 
     @property
     def connected_client(self) -> Client | None:
@@ -151,9 +153,7 @@ class NatsSupervisor:
             try:
                 await client.flush(timeout=max(flush_timeout, 0.05))
             except Exception as exc:  # best effort at shutdown
-                log.warning(
-                    "salt-nats %s: final flush to NATS failed: %r", self.settings.name, exc
-                )
+                log.warning("salt-nats %s: final flush to NATS failed: %r", self.settings.name, exc)
         await _close_quietly(client)
 
     # nats-py callbacks. They must not raise: nats-py logs and swallows nothing.
@@ -170,8 +170,7 @@ class NatsSupervisor:
             return
         self.stats.nats_disconnects += 1
         log.warning(
-            "salt-nats %s: disconnected from NATS; events are buffered while the client "
-            "reconnects",
+            "salt-nats %s: disconnected from NATS; events are buffered while the client reconnects",
             self.settings.name,
         )
 
@@ -198,4 +197,3 @@ async def _close_quietly(client: Client) -> None:
         await client.close()
     except Exception as exc:  # closing a broken client may fail in many ways
         log.debug("closing the NATS client failed: %r", exc)
-

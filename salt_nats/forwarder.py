@@ -31,11 +31,17 @@ from nats.js.client import JetStreamContext
 from nats.nuid import NUID
 
 from salt_nats.buffer import BufferedEvent, EventBuffer
-from salt_nats.codec import TAG_END, EncodeError, EventEncoder
+from salt_nats.codec import TAG_END, EncodedEvent, EncodeError, EventEncoder
 from salt_nats.config import EngineSettings
 from salt_nats.connection import NatsSupervisor
 from salt_nats.jetstream import StreamSetupError, ensure_stream
-from salt_nats.status import DROP_BUFFER_FULL, DROP_SHUTDOWN, RateLimitedLog, Stats
+from salt_nats.status import (
+    DROP_BUFFER_FULL,
+    DROP_ENCODE_FAILED,
+    DROP_SHUTDOWN,
+    RateLimitedLog,
+    Stats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +140,9 @@ class Forwarder:
         self._nuid = NUID()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
-        self._drop_log = RateLimitedLog(log, settings.drop_log_interval)
+        self._drop_log = RateLimitedLog(
+            log, settings.drop_log_interval, prefix=f"salt-nats {settings.name}"
+        )
         self._tasks: list[asyncio.Task[None]] = []
         # JetStream mode: the context of the current client, and the events published
         # but not yet acknowledged, by message id, oldest first.
@@ -277,10 +285,8 @@ class Forwarder:
             if client is None:
                 return  # the supervisor wakes us on (re)connect
             event = self.buffer.pop()
-            try:
-                message = self.encoder.encode(event.frame, event.msg_id, client.max_payload)
-            except EncodeError as exc:
-                self._count_drop(exc.kind, "%s", str(exc), event=event)
+            message = self._encode(event, client)
+            if message is None:
                 continue
 
             try:
@@ -297,6 +303,18 @@ class Forwarder:
             published += 1
             if published % _PUBLISH_BATCH == 0:
                 await asyncio.sleep(0)
+
+    def _encode(self, event: BufferedEvent, client: Client) -> EncodedEvent | None:
+        """Encode one event, or count and log it as dropped and return None."""
+        try:
+            return self.encoder.encode(event.frame, event.msg_id, client.max_payload)
+        except EncodeError as exc:
+            self._count_drop(exc.kind, "%s", str(exc), event=event)
+        except Exception as exc:
+            # A bug in encoding one event must not stop the engine for all the others.
+            log.debug("salt-nats %s: encoding failed", self.settings.name, exc_info=True)
+            self._count_drop(DROP_ENCODE_FAILED, "encoding an event failed: %r", exc, event=event)
+        return None
 
     def _put_back(self, event: BufferedEvent) -> None:
         for lost in self.buffer.put_back(event):
@@ -352,10 +370,8 @@ class Forwarder:
             if client is None or client is not self._js_client:
                 return
             event = self.buffer.pop()
-            try:
-                message = self.encoder.encode(event.frame, event.msg_id, client.max_payload)
-            except EncodeError as exc:
-                self._count_drop(exc.kind, "%s", str(exc), event=event)
+            message = self._encode(event, client)
+            if message is None:
                 continue
 
             try:

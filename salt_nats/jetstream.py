@@ -9,6 +9,7 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from salt_nats import subjects
 from salt_nats.config import EngineSettings
 
 log = logging.getLogger(__name__)
@@ -56,21 +57,7 @@ def _differences(current: StreamConfig, desired: StreamConfig) -> list[str]:
 
 
 def _captures(stream_subjects: list[str], subject: str) -> bool:
-    """Return True when one of the stream's subject filters matches ``subject``."""
-    target = subject.split(".")
-    for pattern in stream_subjects:
-        tokens = pattern.split(".")
-        for index, token in enumerate(tokens):
-            if token == ">":
-                if index < len(target):
-                    return True
-                break
-            if index >= len(target) or (token != "*" and token != target[index]):
-                break
-        else:
-            if len(tokens) == len(target):
-                return True
-    return False
+    return any(subjects.subject_matches(pattern, subject) for pattern in stream_subjects)
 
 
 async def ensure_stream(js: JetStreamContext, settings: EngineSettings) -> None:

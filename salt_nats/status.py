@@ -15,6 +15,7 @@ DROP_BUFFER_FULL = "buffer_full"
 DROP_OVERSIZE = "oversize"
 DROP_INVALID_FRAME = "invalid_frame"
 DROP_ENCODE = "json"
+DROP_ENCODE_FAILED = "encode_failed"
 DROP_SHUTDOWN = "shutdown"
 
 
@@ -76,8 +77,15 @@ class RateLimitedLog:
     would flood the master log exactly when the operator needs to read it.
     """
 
-    def __init__(self, logger: logging.Logger, interval: float, level: int = logging.WARNING):
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval: float,
+        level: int = logging.WARNING,
+        prefix: str = "salt-nats",
+    ):
         self.logger = logger
+        self.prefix = prefix
         self.interval = interval
         self.level = level
         self._pending: Counter[str] = Counter()
@@ -101,7 +109,12 @@ class RateLimitedLog:
         for kind, count in list(self._pending.items()):
             if force or now - self._last_logged.get(kind, 0.0) >= self.interval:
                 self.logger.log(
-                    self.level, "%d more of '%s' in the last %.0f s", count, kind, self.interval
+                    self.level,
+                    "%s: %d more of '%s' in the last %.1f s",
+                    self.prefix,
+                    count,
+                    kind,
+                    max(self.interval, now - self._last_logged.get(kind, now)),
                 )
                 self._last_logged[kind] = now
                 del self._pending[kind]

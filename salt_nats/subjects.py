@@ -640,3 +640,21 @@ def _fit_subscription(
         length += 1 + len(token)
 
     return ".".join(subscription_tokens), exact
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Return True when the NATS subscription subject ``pattern`` matches ``subject``.
+
+    ``*`` matches one token and a final ``>`` matches one or more tokens, as in
+    nats-server.
+    """
+    pattern_tokens = pattern.split(".")
+    subject_tokens = subject.split(".")
+    for index, token in enumerate(pattern_tokens):
+        if token == ">" and index == len(pattern_tokens) - 1:
+            return len(subject_tokens) > index
+        if index >= len(subject_tokens):
+            return False
+        if token != "*" and token != subject_tokens[index]:
+            return False
+    return len(pattern_tokens) == len(subject_tokens)

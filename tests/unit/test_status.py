@@ -105,7 +105,7 @@ def test_flush_after_interval_logs_sum(
     clock.advance(60)
     drop_log.flush()
 
-    assert messages(caplog) == ["4 more of 'buffer_full' in the last 60 s"]
+    assert messages(caplog) == ["salt-nats: 4 more of 'buffer_full' in the last 60.0 s"]
 
 
 def test_flush_force_logs_at_once(
@@ -116,7 +116,7 @@ def test_flush_force_logs_at_once(
     caplog.clear()
     drop_log.flush(force=True)
 
-    assert messages(caplog) == ["2 more of 'shutdown' in the last 60 s"]
+    assert messages(caplog) == ["salt-nats: 2 more of 'shutdown' in the last 60.0 s"]
 
 
 def test_flush_clears_sum(drop_log: RateLimitedLog, caplog: pytest.LogCaptureFixture) -> None:
