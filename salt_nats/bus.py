@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import salt.transport
@@ -68,3 +69,35 @@ class MasterBus:
             "(events published meanwhile are lost; see pub_server_write_queue_size)",
             self.name,
         )
+
+
+class BusFirer:
+    """Fire events onto the master bus from an asyncio loop without blocking it.
+
+    Salt's synchronous ``fire_event`` runs its own private loop, so it must not run
+    on the engine's loop thread; one worker thread serves every call, because a
+    ``SaltEvent`` is not safe to share between threads.
+    """
+
+    def __init__(self, opts: Mapping[str, Any]) -> None:
+        self.opts = opts
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="salt-nats-fire")
+        self._event: Any = None
+
+    def _fire(self, data: dict[str, Any], tag: str) -> bool:
+        import salt.utils.event
+
+        if self._event is None:
+            self._event = salt.utils.event.get_master_event(
+                dict(self.opts), self.opts["sock_dir"], listen=False
+            )
+        return bool(self._event.fire_event(data, tag))
+
+    async def fire(self, data: dict[str, Any], tag: str) -> bool:
+        """Fire one event; return False when the bus did not take it."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._fire, data, tag)
+
+    def close(self) -> None:
+        """Stop the worker thread."""
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -32,12 +32,14 @@ _SECRET_KEY_PARTS = ("pass", "token", "secret", "seed", "cred")
 
 # Events skipped unless the operator opts back in with ``exclude_defaults: false``:
 # key generation through the wheel returns a private key, job publications repeat
-# the ``new`` event with the raw command, and cluster events are internal traffic
-# between the masters of a cluster.
+# the ``new`` event with the raw command, cluster events are internal traffic
+# between the masters of a cluster, and ``salt-nats/`` carries the engine's own
+# status requests and replies.
 DEFAULT_EXCLUDE = (
     "salt/wheel/*/ret",
     "salt/job/*/publish",
     "cluster/*",
+    "salt-nats/*",
 )
 
 MODES = ("core", "jetstream")
@@ -258,6 +260,24 @@ class EngineSettings:
         "Time allowed on SIGTERM to publish buffered events and flush, in seconds. The master "
         "kills an engine 5 seconds after SIGTERM, so keep this below 5.",
         "seconds, 0.1 to 4.9",
+    )
+    heartbeat_interval: float = _option(
+        10.0,
+        "Interval at which the instance writes its status to `status_dir`, in seconds. "
+        "`salt-run nats.status` reports an instance whose last write is older than three "
+        "intervals as down.",
+        "seconds, 1 to 3600",
+    )
+    status_dir: str = _option(
+        "",
+        "Folder of the status files. Empty means `salt-nats` under the master's `cachedir`.",
+        "path",
+    )
+    micro_service: bool = _option(
+        True,
+        "Register the NATS micro service `salt-nats` with a `status` endpoint, so "
+        "`nats micro info salt-nats` and `nats micro stats salt-nats` work.",
+        "boolean",
     )
     drop_log_interval: float = _option(
         60.0,
@@ -510,6 +530,9 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "pending_size": lambda k, v: parse_size(k, v, 65536),
     "shutdown_timeout": lambda k, v: _parse_seconds(k, v, 0.1, 4.9),
     "drop_log_interval": lambda k, v: _parse_seconds(k, v, 0.0),
+    "heartbeat_interval": lambda k, v: _parse_seconds(k, v, 1.0, 3600.0),
+    "status_dir": _parse_str,
+    "micro_service": _parse_bool,
 }
 
 

@@ -16,8 +16,11 @@ measures both.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import fnmatch
 import logging
+import os
 import re
 import time
 from collections.abc import Iterable
@@ -30,11 +33,20 @@ from nats.js import errors as js_errors
 from nats.js.client import JetStreamContext
 from nats.nuid import NUID
 
+from salt_nats import __version__, control
 from salt_nats.buffer import BufferedEvent, EventBuffer
-from salt_nats.codec import TAG_END, EncodedEvent, EncodeError, EventEncoder
+from salt_nats.codec import (
+    TAG_END,
+    EncodedEvent,
+    EncodeError,
+    EventEncoder,
+    split_frame,
+    unpack_data,
+)
 from salt_nats.config import EngineSettings
 from salt_nats.connection import NatsSupervisor
 from salt_nats.jetstream import StreamSetupError, ensure_stream
+from salt_nats.micro import start_micro_service
 from salt_nats.status import (
     DROP_BUFFER_FULL,
     DROP_ENCODE_FAILED,
@@ -73,6 +85,14 @@ class BusSource(Protocol):
     def close(self) -> None: ...
 
 
+class EventFirer(Protocol):
+    """Fires events onto the master bus; :class:`salt_nats.bus.BusFirer` in the engine."""
+
+    async def fire(self, data: dict[str, Any], tag: str) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class TagFilter:
     """Decide from the tag alone whether an event is forwarded.
 
@@ -90,6 +110,10 @@ class TagFilter:
         if self._exclude is not None and self._exclude.match(tag):
             return False
         return self._include is None or self._include.match(tag) is not None
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
 
 def _compile_globs(globs: Iterable[str]) -> re.Pattern[str] | None:
@@ -115,11 +139,19 @@ class Forwarder:
         master_id: str,
         bus: BusSource,
         stats: Stats | None = None,
+        *,
+        firer: EventFirer | None = None,
+        status_dir: str | None = None,
     ) -> None:
         self.settings = settings
         self.master_id = master_id
         self.bus = bus
         self.stats = stats or Stats()
+        self.firer = firer
+        self.status_dir = status_dir
+        self._stopping = False
+        self._micro_client: Client | None = None
+        self._micro_service: Any = None
         self.buffer = EventBuffer(
             settings.buffer_max_events, settings.buffer_max_bytes, settings.buffer_full
         )
@@ -144,6 +176,7 @@ class Forwarder:
             log, settings.drop_log_interval, prefix=f"salt-nats {settings.name}"
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Task[Any]] = set()
         # JetStream mode: the context of the current client, and the events published
         # but not yet acknowledged, by message id, oldest first.
         self._js: JetStreamContext | None = None
@@ -216,8 +249,17 @@ class Forwarder:
                 self.settings.name,
                 left,
             )
+        self._stopping = True
+        self._write_heartbeat()
+        if self._micro_service is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._micro_service.stop(), 0.2)
         await self.supervisor.close(flush_timeout=deadline - loop.time())
         supervisor.cancel()
+        for task in self._side_tasks:
+            task.cancel()
+        if self.firer is not None:
+            self.firer.close()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._drop_log.flush(force=True)
         log.info(
@@ -245,6 +287,8 @@ class Forwarder:
             stats.received += 1
             end = frame.find(TAG_END)
             tag = frame[: end if end >= 0 else len(frame)].decode("utf-8", "surrogateescape")
+            if tag == control.STATUS_REQUEST_TAG:
+                self._start_task(self._answer_status(frame), "salt-nats-status-reply")
             if not self.filter.allows(tag):
                 stats.filtered += 1
                 continue
@@ -452,6 +496,92 @@ class Forwarder:
             message.truncated_values,
         )
 
+    # -- status -----------------------------------------------------------------------
+
+    def state(self) -> str:
+        """Return the instance state, one of the ``control.STATE_*`` values."""
+        if self._stopping:
+            return control.STATE_STOPPED
+        state = self.supervisor.state
+        if state == control.STATE_CONNECTED:
+            waiting = self.buffer.oldest_age(time.monotonic())
+            if waiting > 1.0 or (self._inflight and len(self.buffer)):
+                return control.STATE_BUFFERING
+        return state
+
+    def report(self) -> dict[str, Any]:
+        """Return the status report that the runner, the micro service and heartbeats show."""
+        last_error_time = self.stats.last_error_time
+        return {
+            "instance": self.settings.name,
+            "master": self.master_id,
+            "state": self.state(),
+            "server": self.supervisor.connected_url,
+            "mode": self.settings.mode,
+            "format": self.settings.format,
+            "subject_prefix": self.settings.subject_prefix,
+            "pid": os.getpid(),
+            "version": __version__,
+            "started_at": _iso(self.stats.started_at),
+            "buffered": len(self.buffer),
+            "buffered_bytes": self.buffer.nbytes,
+            "inflight": len(self._inflight),
+            "lag_seconds": round(self.buffer.oldest_age(time.monotonic()), 3),
+            **self.stats.snapshot(),
+            "last_error_time": _iso(last_error_time) if last_error_time else None,
+        }
+
+    async def _answer_status(self, frame: bytes) -> None:
+        if self.firer is None:
+            return
+        try:
+            _, data = split_frame(frame)
+            request = unpack_data(data)
+            request_id = str(request.get("request_id", "")) if isinstance(request, dict) else ""
+        except (ValueError, AttributeError):
+            request_id = ""
+        if not request_id:
+            log.debug("salt-nats %s: status request without request_id", self.settings.name)
+            return
+        await self.firer.fire(self.report(), control.reply_tag(request_id, self.settings.name))
+
+    def _write_heartbeat(self) -> None:
+        if not self.status_dir:
+            return
+        try:
+            control.write_heartbeat(self.status_dir, self.settings.name, self.report())
+        except OSError as exc:
+            self._drop_log.note(
+                "heartbeat",
+                "salt-nats %s: cannot write the status file in %s: %s",
+                self.settings.name,
+                self.status_dir,
+                exc,
+            )
+
+    async def _ensure_micro_service(self) -> None:
+        client = self.supervisor.connected_client
+        if not self.settings.micro_service or client is None or client is self._micro_client:
+            return
+        self._micro_client = client
+        try:
+            self._micro_service = await start_micro_service(
+                client, self.master_id, self.settings.name, self.report
+            )
+        except Exception as exc:
+            self._micro_client = None
+            self._drop_log.note(
+                "micro",
+                "salt-nats %s: starting the NATS micro service failed: %r",
+                self.settings.name,
+                exc,
+            )
+
+    def _start_task(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
     # -- bookkeeping ----------------------------------------------------------------
 
     def _count_drop(self, reason: str, message: str, *args: object, event: BufferedEvent) -> None:
@@ -466,11 +596,17 @@ class Forwarder:
         )
 
     async def _housekeeping(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_heartbeat = loop.time()
         ticks = 0
         while True:
+            if loop.time() >= next_heartbeat:
+                self._write_heartbeat()
+                next_heartbeat = loop.time() + self.settings.heartbeat_interval
             await asyncio.sleep(0.1)
             ticks += 1
             if self._inflight:
                 self._expire_inflight()
             if ticks % 10 == 0:
                 self._drop_log.flush()
+                await self._ensure_micro_service()

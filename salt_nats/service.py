@@ -3,8 +3,9 @@
 The master calls the engine's ``start()`` in a child process and restarts it about
 10 seconds after it returns or raises, with no backoff. So this module:
 
-* logs an invalid configuration once and then idles until SIGTERM, instead of
-  returning into a restart loop that would repeat the error every 10 seconds;
+* logs an invalid configuration once and then idles until SIGTERM, answering
+  status requests with the error, instead of returning into a restart loop that
+  would repeat the error every 10 seconds;
 * runs the asyncio pipeline in its own thread with a fresh event loop, because the
   engine process is forked from inside the master's running loop, and keeps the
   main thread for signals;
@@ -17,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import re
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
-from salt_nats.bus import MasterBus
+from salt_nats import control
+from salt_nats.bus import BusFirer, MasterBus
+from salt_nats.codec import split_frame, unpack_data
 from salt_nats.config import ConfigError, EngineSettings, parse_engine_settings
 from salt_nats.forwarder import BusSource, Forwarder
 from salt_nats.status import Stats
@@ -43,17 +48,26 @@ def engine_name_from_process() -> str:
     return match.group(1) if match else "nats"
 
 
-def load_settings(options: Mapping[str, Any] | None) -> EngineSettings | None:
-    """Parse the engine options; log the error and return None when they are invalid."""
+def load_settings(
+    options: Mapping[str, Any] | None, name: str
+) -> tuple[EngineSettings | None, ConfigError | None]:
+    """Parse the engine options; log the error once when they are invalid."""
     try:
-        return parse_engine_settings(options, default_name=engine_name_from_process())
+        return parse_engine_settings(options, default_name=name), None
     except ConfigError as exc:
         log.error(
-            "salt-nats engine not started: %s. The engine stays idle until the master "
-            "restarts; correct the engines: entry in the master config.",
+            "salt-nats engine %s not started: %s. The instance stays idle and reports the "
+            "error to salt-run nats.status; correct the engines: entry in the master config "
+            "and restart salt-master.",
+            name,
             exc,
         )
-        return None
+        return None, exc
+
+
+def default_status_dir(opts: Mapping[str, Any]) -> str:
+    """Return the status folder under the master's cachedir."""
+    return os.path.join(str(opts.get("cachedir", "/var/cache/salt/master")), "salt-nats")
 
 
 def run_engine(
@@ -62,42 +76,149 @@ def run_engine(
     bus_factory: Callable[[EngineSettings], BusSource] | None = None,
 ) -> None:
     """Run one engine instance until SIGTERM or SIGINT; the body of ``start()``."""
-    stop_requested = threading.Event()
-    settings = load_settings(options)
+    name = engine_name_from_process()
+    if isinstance(options, Mapping) and isinstance(options.get("name"), str) and options["name"]:
+        name = options["name"]
+    settings, error = load_settings(options, name)
+    master_id = str(opts.get("id", "master"))
 
     if settings is None:
-        _wait_for_signal(stop_requested)
+        status_dir = default_status_dir(opts)
+        instance: _Instance = FailedInstance(
+            name, master_id, str(error), MasterBus(opts, Stats(), name), BusFirer(opts), status_dir
+        )
+        _run_until_signal(instance)
         return
 
     stats = Stats()
-    if bus_factory is None:
-        bus: BusSource = MasterBus(opts, stats, settings.name)
-    else:
-        bus = bus_factory(settings)
+    bus = bus_factory(settings) if bus_factory else MasterBus(opts, stats, settings.name)
 
-    forwarder_holder: dict[str, Forwarder] = {}
+    def build() -> Forwarder:
+        return Forwarder(
+            settings,
+            master_id,
+            bus,
+            stats,
+            firer=BusFirer(opts),
+            status_dir=settings.status_dir or default_status_dir(opts),
+        )
+
+    _run_until_signal(_ForwarderInstance(build))
+
+
+class _Instance(Protocol):
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class _ForwarderInstance:
+    """Builds the forwarder on the loop's thread, because it makes asyncio objects."""
+
+    def __init__(self, build: Callable[[], Forwarder]) -> None:
+        self._build = build
+        self._forwarder: Forwarder | None = None
+        self._stop_early = False
+
+    async def run(self) -> None:
+        self._forwarder = self._build()
+        if self._stop_early:
+            self._forwarder.stop()
+        await self._forwarder.run()
+
+    def stop(self) -> None:
+        if self._forwarder is None:
+            self._stop_early = True
+        else:
+            self._forwarder.stop()
+
+
+class FailedInstance:
+    """An instance with an invalid configuration: it forwards nothing but reports why.
+
+    It answers status requests on the bus and writes heartbeats, so
+    ``salt-run nats.status`` shows the error instead of a silent gap. Staying up
+    also keeps the master from restarting it, and logging the error, every 10 s.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        master_id: str,
+        error: str,
+        bus: BusSource,
+        firer: BusFirer,
+        status_dir: str,
+        heartbeat_interval: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.master_id = master_id
+        self.error = error
+        self.bus = bus
+        self.firer = firer
+        self.status_dir = status_dir
+        self.heartbeat_interval = heartbeat_interval
+        self.started_at = time.time()
+        self._stop: asyncio.Event | None = None
+
+    def report(self) -> dict[str, Any]:
+        """Return the status report of the failed instance."""
+        return {
+            "instance": self.name,
+            "master": self.master_id,
+            "state": control.STATE_FAILED,
+            "pid": os.getpid(),
+            "uptime": round(time.time() - self.started_at, 3),
+            "last_error": self.error,
+        }
+
+    async def run(self) -> None:
+        self._stop = asyncio.Event()
+        await self.bus.connect()
+        reader = asyncio.create_task(self._answer_requests())
+        try:
+            while True:
+                control.write_heartbeat(self.status_dir, self.name, self.report())
+                try:
+                    await asyncio.wait_for(self._stop.wait(), self.heartbeat_interval)
+                    break
+                except asyncio.TimeoutError:
+                    continue
+        finally:
+            reader.cancel()
+            self.bus.close()
+            self.firer.close()
+
+    def stop(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def _answer_requests(self) -> None:
+        while True:
+            frame = await self.bus.recv()
+            if not frame or not frame.startswith(control.STATUS_REQUEST_TAG.encode() + b"\n\n"):
+                continue
+            _, packed = split_frame(frame)
+            request = unpack_data(packed)
+            request_id = request.get("request_id") if isinstance(request, dict) else None
+            if request_id:
+                await self.firer.fire(self.report(), control.reply_tag(str(request_id), self.name))
+
+
+def _run_until_signal(instance: _Instance) -> None:
+    """Run ``instance`` on a new loop in a thread; SIGTERM and SIGINT stop it."""
     loop = asyncio.new_event_loop()
 
-    async def main() -> None:
-        # The forwarder makes asyncio objects, so it is built on the loop's thread.
-        forwarder = Forwarder(settings, str(opts.get("id", "master")), bus, stats)
-        forwarder_holder["forwarder"] = forwarder
-        if stop_requested.is_set():
-            forwarder.stop()
-        await forwarder.run()
-
     def request_stop(*_args: object) -> None:
-        stop_requested.set()
-        forwarder = forwarder_holder.get("forwarder")
-        if forwarder is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(forwarder.stop)
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(instance.stop)
 
     def loop_thread() -> None:
         asyncio.set_event_loop(loop)
         try:
-            loop.run_until_complete(main())
+            loop.run_until_complete(instance.run())
         except Exception:
-            log.exception("salt-nats %s: the engine failed", settings.name)
+            log.exception("salt-nats: the engine failed")
         finally:
             loop.close()
 
@@ -107,15 +228,6 @@ def run_engine(
     try:
         while thread.is_alive():
             thread.join(0.5)
-    finally:
-        _restore_handlers(previous)
-
-
-def _wait_for_signal(stop_requested: threading.Event) -> None:
-    previous = _install_handlers(lambda *_: stop_requested.set())
-    try:
-        while not stop_requested.wait(1.0):
-            pass
     finally:
         _restore_handlers(previous)
 
