@@ -193,9 +193,7 @@ def test_killed_engine_is_restarted(
 ) -> None:
     nats_server = make_nats_server(name="killed", jetstream=True)
     create_stream(nats_server.url, "KILLED", ["salt.events.test.killed.>"])
-    master = make_master(
-        engine_config={"servers": [nats_server.url], "include": ["test/killed/*"]}
-    )
+    master = make_master(engine_config={"servers": [nats_server.url], "include": ["test/killed/*"]})
     log = daemon_log(master)
     log.wait_for(r"connected to NATS server", timeout=30)
     fire_events(master.config, "test/killed", 10, start=0)

@@ -447,9 +447,7 @@ def test_headers_size_empty() -> None:
 )
 def test_headers_size_of_encoder_headers(tag: str) -> None:
     data = {"id": "web\u00e9 01", "traceparent": TRACEPARENT}
-    encoded = make_encoder(master_id="m\u00e4ster").encode(
-        SaltEvent.pack(tag, data), "msg-1", MIB
-    )
+    encoded = make_encoder(master_id="m\u00e4ster").encode(SaltEvent.pack(tag, data), "msg-1", MIB)
 
     assert headers_size(encoded.headers) == len(nats_py_header_block(encoded.headers))
 
@@ -566,9 +564,7 @@ def test_encoder_long_tag_header() -> None:
 
 def test_encoder_headers() -> None:
     data = {**JOB_FIELDS, "traceparent": TRACEPARENT}
-    encoded = make_encoder(master_id="master01").encode(
-        SaltEvent.pack(JOB_TAG, data), "msg-1", MIB
-    )
+    encoded = make_encoder(master_id="master01").encode(SaltEvent.pack(JOB_TAG, data), "msg-1", MIB)
 
     assert encoded.headers == {
         HEADER_TAG: JOB_TAG,
