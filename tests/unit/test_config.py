@@ -402,4 +402,9 @@ def test_excluded_globs_none() -> None:
 
 
 def test_default_excludes_listed() -> None:
-    assert set(DEFAULT_EXCLUDE) == {"salt/wheel/*/ret", "salt/job/*/publish", "cluster/*"}
+    assert set(DEFAULT_EXCLUDE) == {
+        "salt/wheel/*/ret",
+        "salt/job/*/publish",
+        "cluster/*",
+        "salt-nats/*",
+    }
