@@ -12,7 +12,8 @@ class BufferedEvent:
 
     frame: bytes
     msg_id: str
-    received_at: float  # time.monotonic() when read from the bus
+    received_at: float  # time.monotonic() when read from the bus or the spool
+    position: int | None = None  # spool position, for events replayed from the spool
 
 
 class EventBuffer:
@@ -44,9 +45,20 @@ class EventBuffer:
     def _fits(self, size: int) -> bool:
         return len(self._events) < self.max_events and self._bytes + size <= self.max_bytes
 
-    def put(self, event: BufferedEvent) -> list[BufferedEvent]:
-        """Append an event; return the events dropped to respect the limits."""
+    def has_room(self, size: int) -> bool:
+        """Return True when an event of ``size`` bytes fits without a drop."""
+        return self._fits(size)
+
+    def put(self, event: BufferedEvent, force: bool = False) -> list[BufferedEvent]:
+        """Append an event; return the events dropped to respect the limits.
+
+        With ``force`` the event is appended past the limits and nothing is dropped.
+        """
         size = len(event.frame)
+        if force:
+            self._events.append(event)
+            self._bytes += size
+            return []
         if size > self.max_bytes:
             return [event]
         dropped: list[BufferedEvent] = []

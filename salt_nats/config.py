@@ -219,6 +219,30 @@ class EngineSettings:
         "`drop_newest` keeps the oldest. Drops are counted and logged.",
         "one of: " + ", ".join(BUFFER_FULL_POLICIES),
     )
+    spool_dir: str = _option(
+        "",
+        "Folder of the disk spool. When set, events that cannot go to NATS (not connected, "
+        "or the memory buffer is full) are appended to the spool and replayed in order once "
+        "NATS is back, also after an engine or master restart. Empty disables the spool.",
+        "path",
+    )
+    spool_max_bytes: int = _option(
+        1024**3,
+        "Maximum size of the spool on disk; accepts `1GiB`, `500MiB` and the like.",
+        "size in bytes, at least 1MiB",
+    )
+    spool_full: str = _option(
+        "drop_oldest",
+        "Which records to drop when the spool is full: `drop_oldest` keeps the newest "
+        "events, `drop_newest` keeps the oldest. Drops are counted as `spool_full`.",
+        "one of: " + ", ".join(BUFFER_FULL_POLICIES),
+    )
+    spool_fsync_interval: float = _option(
+        1.0,
+        "Interval between fsync calls on the spool, in seconds. Records handed to the OS "
+        "survive a killed engine at once; fsync makes them survive a machine crash too.",
+        "seconds",
+    )
     connect_timeout: float = _option(
         2.0, "Timeout of one TCP and handshake attempt to a server, in seconds.", "seconds"
     )
@@ -521,6 +545,10 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "buffer_max_events": lambda k, v: _parse_int(k, v, 1),
     "buffer_max_bytes": lambda k, v: parse_size(k, v, 1024),
     "buffer_full": lambda k, v: _parse_choice(k, v, BUFFER_FULL_POLICIES),
+    "spool_dir": _parse_str,
+    "spool_max_bytes": lambda k, v: parse_size(k, v, 1024**2),
+    "spool_full": lambda k, v: _parse_choice(k, v, BUFFER_FULL_POLICIES),
+    "spool_fsync_interval": lambda k, v: _parse_seconds(k, v, 0.0),
     "connect_timeout": lambda k, v: _parse_seconds(k, v, 0.1),
     "reconnect_time_wait": lambda k, v: _parse_seconds(k, v, 0.0),
     "reconnect_max_wait": lambda k, v: _parse_seconds(k, v, 0.1),

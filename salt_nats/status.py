@@ -12,6 +12,7 @@ log = logging.getLogger(__name__)
 
 # Drop reasons, used as counter keys in status output and in log lines.
 DROP_BUFFER_FULL = "buffer_full"
+DROP_SPOOL_FULL = "spool_full"
 DROP_OVERSIZE = "oversize"
 DROP_INVALID_FRAME = "invalid_frame"
 DROP_ENCODE = "json"
@@ -31,6 +32,8 @@ class Stats:
     retried: int = 0
     duplicates: int = 0
     truncated: int = 0
+    spooled: int = 0
+    replayed: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     bus_connects: int = 0
     bus_disconnects: int = 0
@@ -57,6 +60,8 @@ class Stats:
             "retried": self.retried,
             "duplicates": self.duplicates,
             "truncated": self.truncated,
+            "spooled": self.spooled,
+            "replayed": self.replayed,
             "dropped": dict(self.dropped),
             "dropped_total": sum(self.dropped.values()),
             "bus_connects": self.bus_connects,

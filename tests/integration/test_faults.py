@@ -209,3 +209,73 @@ def test_killed_engine_is_restarted(
 
     assert stored_numbers(nats_server.url, "KILLED", 20) == list(range(20))
     assert engine_pid(log, since=mark) != victim.pid
+
+
+# --- the disk spool -------------------------------------------------------------------
+
+
+def test_spool_survives_master_restart(
+    make_master: Any, make_nats_server: Any, daemon_log: Any, tmp_path: Any
+) -> None:
+    nats_server = make_nats_server(name="restart", jetstream=True)
+    master = make_master(
+        engine_config={
+            "servers": [nats_server.url],
+            "mode": "jetstream",
+            "stream": "RESTART",
+            "include": ["test/restart/*"],
+            "spool_dir": str(tmp_path / "spool"),
+            "reconnect_time_wait": 0.2,
+        }
+    )
+    log = daemon_log(master)
+    log.wait_for(r"created JetStream stream RESTART", timeout=30)
+    fire_events(master.config, "test/restart", 20, start=0)  # delivered at once
+    time.sleep(1)
+    nats_server.stop()
+    fire_events(master.config, "test/restart", 200, start=20)  # spooled: NATS is down
+
+    master.terminate()
+    mark = log.mark()
+    master.start()
+    log.wait_for(r"200 spooled events from an earlier run", since=mark, timeout=60)
+    fire_events(master.config, "test/restart", 200, start=220)  # spooled behind them
+    nats_server.start()
+
+    numbers = stored_numbers(nats_server.url, "RESTART", 420)
+    master.terminate()
+
+    assert len(numbers) == 420
+    assert sorted(numbers) == list(range(420))
+    assert numbers[20:] == list(range(20, 420))
+
+
+def test_spool_keeps_events_of_killed_engine(
+    make_master: Any, make_nats_server: Any, daemon_log: Any, tmp_path: Any
+) -> None:
+    nats_server = make_nats_server(name="killspool", jetstream=True)
+    create_stream(nats_server.url, "KILLSPOOL", ["salt.events.test.killspool.>"])
+    master = make_master(
+        engine_config={
+            "servers": [nats_server.url],
+            "include": ["test/killspool/*"],
+            "spool_dir": str(tmp_path / "spool"),
+            "reconnect_time_wait": 0.2,
+        }
+    )
+    log = daemon_log(master)
+    log.wait_for(r"connected to NATS server", timeout=30)
+    nats_server.stop()
+    fire_events(master.config, "test/killspool", 300)
+    time.sleep(0.5)  # the reader hands the last events to the spool
+
+    victim = psutil.Process(engine_pid(log))
+    mark = log.mark()
+    victim.kill()
+    victim.wait(timeout=10)
+    log.wait_for(r"300 spooled events from an earlier run", since=mark, timeout=60)
+    nats_server.start()
+
+    numbers = stored_numbers(nats_server.url, "KILLSPOOL", 300)
+
+    assert numbers == list(range(300))

@@ -191,6 +191,8 @@ SNAPSHOT_KEYS = {
     "filtered",
     "published",
     "truncated",
+    "spooled",
+    "replayed",
     "dropped",
     "dropped_total",
     "bus_connects",
