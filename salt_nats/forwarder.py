@@ -47,6 +47,7 @@ from salt_nats.codec import (
 )
 from salt_nats.config import EngineSettings
 from salt_nats.connection import NatsSupervisor
+from salt_nats.inbound import InboundBridge, InboundGate, InboundSettings
 from salt_nats.jetstream import StreamSetupError, ensure_stream
 from salt_nats.micro import start_micro_service
 from salt_nats.spool import Spool
@@ -167,7 +168,22 @@ class Forwarder:
                 fsync_interval=settings.spool_fsync_interval,
             )
         self.backlog = Backlog(self.buffer, spool, self.stats, self._on_backlog_drop)
-        self.filter = TagFilter(settings.include, settings.excluded_globs)
+        inbound_settings: InboundSettings | None = getattr(settings, "inbound", None)
+        self.inbound: InboundBridge | None = None
+        excluded = settings.excluded_globs
+        if inbound_settings is not None:
+            # Events the bridge fires must not travel back to NATS.
+            excluded = (*excluded, f"{inbound_settings.tag_prefix}*")
+            self.inbound = InboundBridge(
+                inbound_settings,
+                InboundGate(inbound_settings, master_id),
+                firer,
+                settings.name,
+                RateLimitedLog(
+                    log, settings.drop_log_interval, prefix=f"salt-nats {settings.name}"
+                ),
+            )
+        self.filter = TagFilter(settings.include, excluded)
         self.encoder = EventEncoder(
             subject_prefix=settings.subject_prefix,
             master_id=master_id,
@@ -584,6 +600,7 @@ class Forwarder:
             "inflight": len(self._inflight),
             "lag_seconds": round(self.buffer.oldest_age(time.monotonic()), 3),
             **self.stats.snapshot(),
+            "inbound": self.inbound.gate.snapshot() if self.inbound is not None else None,
             "last_error_time": _iso(last_error_time) if last_error_time else None,
         }
 
@@ -633,6 +650,20 @@ class Forwarder:
                 exc,
             )
 
+    async def _ensure_inbound(self) -> None:
+        client = self.supervisor.connected_client
+        if self.inbound is None or self.firer is None or client is None:
+            return
+        try:
+            await self.inbound.attach(client)
+        except Exception as exc:
+            self._drop_log.note(
+                "inbound_subscribe",
+                "salt-nats %s: subscribing the inbound bridge failed: %r; retrying",
+                self.settings.name,
+                exc,
+            )
+
     def _start_task(self, coroutine: Any, name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._side_tasks.add(task)
@@ -676,3 +707,4 @@ class Forwarder:
             if ticks % 10 == 0:
                 self._drop_log.flush()
                 await self._ensure_micro_service()
+                await self._ensure_inbound()
