@@ -16,8 +16,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,23 @@ STATE_RECONNECTING = "reconnecting"  # the connection dropped; events are buffer
 STATE_STOPPED = "stopped"  # shut down
 STATE_FAILED = "failed"  # invalid configuration; the instance forwards nothing
 STATE_DOWN = "down"  # runner only: configured, but no answer and no fresh heartbeat
+
+
+_INSTANCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def instance_name(options: Any, fallback: str) -> str:
+    """Return the name an instance reports under: a valid ``name`` option, else ``fallback``.
+
+    The engine passes the ``engines:`` entry name as ``fallback`` (``nats`` for a
+    plain entry); an invalid ``name`` is ignored here because it is reported as a
+    config error under the fallback name.
+    """
+    if isinstance(options, Mapping):
+        name = options.get("name")
+        if isinstance(name, str) and _INSTANCE_NAME_RE.match(name):
+            return name
+    return fallback
 
 
 def reply_tag(request_id: str, instance: str) -> str:

@@ -16,6 +16,7 @@ The master calls the engine's ``start()`` in a child process and restarts it abo
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import multiprocessing
 import os
@@ -76,9 +77,7 @@ def run_engine(
     bus_factory: Callable[[EngineSettings], BusSource] | None = None,
 ) -> None:
     """Run one engine instance until SIGTERM or SIGINT; the body of ``start()``."""
-    name = engine_name_from_process()
-    if isinstance(options, Mapping) and isinstance(options.get("name"), str) and options["name"]:
-        name = options["name"]
+    name = control.instance_name(options, engine_name_from_process())
     settings, error = load_settings(options, name)
     master_id = str(opts.get("id", "master"))
 
@@ -163,13 +162,16 @@ class FailedInstance:
 
     def report(self) -> dict[str, Any]:
         """Return the status report of the failed instance."""
+        started_at = _iso(self.started_at)
         return {
             "instance": self.name,
             "master": self.master_id,
             "state": control.STATE_FAILED,
             "pid": os.getpid(),
+            "started_at": started_at,
             "uptime": round(time.time() - self.started_at, 3),
             "last_error": self.error,
+            "last_error_time": started_at,
         }
 
     async def run(self) -> None:
@@ -203,6 +205,10 @@ class FailedInstance:
             request_id = request.get("request_id") if isinstance(request, dict) else None
             if request_id:
                 await self.firer.fire(self.report(), control.reply_tag(str(request_id), self.name))
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
 
 def _run_until_signal(instance: _Instance) -> None:
