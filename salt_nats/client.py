@@ -328,8 +328,8 @@ def _run_with_connection(
             # OSError includes ssl.SSLError from loading the TLS files.
             raise _failed(settings, operation, progress, exc) from None
         except ConfigError as exc:
-            # NOTE: connect_options() raises this for an sdb:// secret, which the caller
-            # must resolve first. The runner and the execution module do not do so yet.
+            # connect_options() raises this for an sdb:// secret that the caller did not
+            # resolve with salt_nats.secrets.resolve_secrets first.
             raise NatsClientError(f"invalid NATS settings: {exc}") from None
 
     return _run(bounded)

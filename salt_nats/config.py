@@ -21,14 +21,52 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from salt_nats import subjects
+from salt_nats.inbound import InboundConfigError, InboundSettings, parse_inbound_settings
 
 # Option names whose values must never appear in a log line or an error message.
 SECRET_KEYS = frozenset({"password", "token"})
 
-# An option whose name contains one of these is hidden as well. The engine has no
-# such option, so this covers misplaced nats-py auth settings such as `nkeys_seed`
-# or `user_password`, which parsing rejects as unknown.
+# An option whose name contains one of these is hidden as well. This covers the
+# options that name a secret file (`password_file`, `nkeys_seed`, `creds`) and
+# misplaced nats-py settings such as `user_password`, which parsing rejects as unknown.
 _SECRET_KEY_PARTS = ("pass", "token", "secret", "seed", "cred")
+
+# Options whose value is a file path. An error shows such a path, even for a key in
+# the secret list, unless the value looks like key material pasted in its place.
+PATH_OPTIONS = frozenset(
+    {
+        "password_file",
+        "token_file",
+        "nkeys_seed",
+        "creds",
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+    }
+)
+
+# The authentication and TLS options. The returner, runner and execution module pass
+# them through to connect_options() like the engine does.
+AUTH_OPTIONS = (
+    "user",
+    "password",
+    "password_file",
+    "token",
+    "token_file",
+    "nkeys_seed",
+    "creds",
+    "tls_ca_file",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_server_name",
+    "tls_handshake_first",
+    "tls_verify",
+)
+
+SDB_PREFIX = "sdb://"
+FILE_PREFIX = "file://"
+
+HIDDEN = "<hidden>"
 
 # Events skipped unless the operator opts back in with ``exclude_defaults: false``:
 # key generation through the wheel returns a private key, job publications repeat
@@ -56,17 +94,27 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 # The user info of a URL, with or without a scheme: "nats://user:pass@host" or "user@host".
 _USERINFO_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?[^/?#]*@")
 _WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
+# Salt's sdb URI: sdb://<profile>/<key>, where the key may contain further slashes.
+_SDB_URI_RE = re.compile(r"^sdb://[^/\s]+/\S+$")
+# An encoded NKEY seed: "S", the key type ("U" for a user), 56 more base32 characters.
+NKEY_SEED_RE = re.compile(r"^S[A-Z][A-Z2-7]{56}$")
+CREDS_JWT_MARKER = "BEGIN NATS USER JWT"
+CREDS_SEED_MARKER = "BEGIN USER NKEY SEED"
+_HOST_NAME_RE = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
 
 
 class ConfigError(ValueError):
     """An engine option is unknown, of the wrong type or out of range."""
 
     def __init__(self, key: str, value: Any, problem: str, fix: str) -> None:
+        shown = _shown_value(key, value)
         self.key = key
-        self.value = value
+        # A hidden value is not kept either, so that no handler can print it by mistake.
+        self.value = HIDDEN if shown == HIDDEN else value
         self.problem = problem
         self.fix = fix
-        shown = "<hidden>" if _is_secret_key(key) else repr(value)
         super().__init__(f"invalid option {key!r} = {shown}: {problem}. Fix: {fix}")
 
 
@@ -75,11 +123,46 @@ def _is_secret_key(key: str) -> bool:
     return lowered in SECRET_KEYS or any(part in lowered for part in _SECRET_KEY_PARTS)
 
 
-def _option(default: Any, help: str, kind: str, **extra: Any) -> Any:
-    metadata = {"help": help, "kind": kind, **extra}
+def _shown_value(key: str, value: Any) -> str:
+    if key in PATH_OPTIONS:
+        return repr(value) if is_plain_path(value) else HIDDEN
+    if _is_secret_key(key):
+        return HIDDEN
+    return repr(value)
+
+
+def is_plain_path(value: Any) -> bool:
+    """Return True if ``value`` is an absolute path that is safe to show in a message.
+
+    A seed, a JWT or PEM text pasted into a path option is not a plain path, and
+    neither is an ``sdb://`` URI.
+    """
+    return (
+        isinstance(value, str)
+        and value.startswith("/")
+        and "\n" not in value
+        and "-----" not in value
+        and len(value) <= 4096
+    )
+
+
+def looks_like_seed(value: str) -> bool:
+    """Return True if ``value`` is an encoded NKEY seed, with surrounding whitespace."""
+    return bool(NKEY_SEED_RE.match(value.strip()))
+
+
+def looks_like_creds(value: str) -> bool:
+    """Return True if ``value`` is the text of a credentials file, not its path."""
+    return CREDS_JWT_MARKER in value
+
+
+def _option(default: Any, help: str, kind: str, *, secret: bool = False, **extra: Any) -> Any:
+    # A secret option stays out of the dataclass repr, so logging the settings
+    # object with %r shows no password, token, seed or credentials text.
+    metadata = {"help": help, "kind": kind, "secret": secret, **extra}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use an immutable default")
-    return field(default=default, metadata=metadata)
+    return field(default=default, metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -279,6 +362,92 @@ class EngineSettings:
         "connected and keeps everything else in its own buffer.",
         "size in bytes, at least 65536",
     )
+    user: str = _option(
+        "",
+        "User name for user and password authentication; needs `password` or "
+        "`password_file`. Empty means no user. Accepts an `sdb://profile/key` URI.",
+        "string",
+    )
+    password: str = _option(
+        "",
+        "Password of `user`: the password itself, `file:///absolute/path` of a file that "
+        "contains it, or an `sdb://profile/key` URI. Never logged.",
+        "string or URI",
+        secret=True,
+    )
+    password_file: str = _option(
+        "",
+        "Absolute path of a file that contains the password of `user`. The file is read "
+        "at each connect, so a changed password takes effect at the next reconnect.",
+        "path",
+    )
+    token: str = _option(
+        "",
+        "Authentication token: the token itself, `file:///absolute/path` of a file that "
+        "contains it, or an `sdb://profile/key` URI. Never logged. Cannot be combined "
+        "with `user`.",
+        "string or URI",
+        secret=True,
+    )
+    token_file: str = _option(
+        "",
+        "Absolute path of a file that contains the token; read at each connect.",
+        "path",
+    )
+    nkeys_seed: str = _option(
+        "",
+        "NKEY authentication: absolute path of a file that contains the user's seed "
+        "(`SU...`), or the seed itself, as an `sdb://` URI returns it. The server lists the "
+        "user's public key (`U...`). Cannot be combined with `creds`.",
+        "path or seed",
+        secret=True,
+    )
+    creds: str = _option(
+        "",
+        "JWT authentication (operator mode): absolute path of a credentials file that "
+        "contains the user's JWT and NKEY seed, as `nsc` and `nats` write it, or the text of "
+        "that file, as an `sdb://` URI returns it.",
+        "path or text",
+        secret=True,
+    )
+    tls_ca_file: str = _option(
+        "",
+        "Absolute path of a PEM file with the CA certificates that verify the server's "
+        "certificate. Empty uses the system's default CA certificates.",
+        "path",
+    )
+    tls_cert_file: str = _option(
+        "",
+        "Absolute path of the PEM client certificate for mutual TLS (server `tls { verify: "
+        "true }`); needs `tls_key_file`. A chain file may follow the certificate with the "
+        "intermediate CA certificates.",
+        "path",
+    )
+    tls_key_file: str = _option(
+        "",
+        "Absolute path of the unencrypted PEM private key of `tls_cert_file`.",
+        "path",
+    )
+    tls_server_name: str = _option(
+        "",
+        "Host name sent in TLS SNI and checked against the server's certificate, for "
+        "servers reached by IP address or by another name. Empty uses the host of each "
+        "server URL. Not used with `ws://` or `wss://` servers.",
+        "host name",
+    )
+    tls_handshake_first: bool = _option(
+        False,
+        "Start TLS right after the TCP connect, before the server sends its INFO line. "
+        "The server needs `tls { handshake_first: true }`.",
+        "boolean",
+    )
+    tls_verify: bool = _option(
+        True,
+        "Verify the server's certificate and host name. With false, any certificate is "
+        "accepted, so anyone in the network path can pose as the server; the engine logs "
+        "a warning at every start.",
+        "boolean",
+    )
     shutdown_timeout: float = _option(
         4.0,
         "Time allowed on SIGTERM to publish buffered events and flush, in seconds. The master "
@@ -296,6 +465,15 @@ class EngineSettings:
         "",
         "Folder of the status files. Empty means `salt-nats` under the master's `cachedir`.",
         "path",
+    )
+    inbound: InboundSettings | None = _option(  # noqa: RUF009 - _option returns a field()
+        None,
+        "Bridge from NATS into the master bus, off by default: a mapping with `subjects` "
+        "(NATS subjects to subscribe to) and optionally `tag_prefix` (default "
+        "`nats/inbound/`, may not start with `salt`), `queue_group`, `durable` and "
+        "`stream` (a durable JetStream consumer), `max_bytes` (default 65536), `rate` "
+        "(events per second, default 100) and `burst` (default 200). See the security page.",
+        "mapping",
     )
     micro_service: bool = _option(
         True,
@@ -322,11 +500,50 @@ class EngineSettings:
             return DEFAULT_EXCLUDE + self.exclude
         return self.exclude
 
+    @property
+    def auth_method(self) -> str:
+        """The authentication method: none, user, token, nkey or creds.
+
+        A token sent along with an NKEY or JWT, as auth callout servers accept, shows
+        as ``nkey+token`` or ``creds+token``.
+        """
+        methods = []
+        if self.user:
+            methods.append("user")
+        if self.nkeys_seed:
+            methods.append("nkey")
+        if self.creds:
+            methods.append("creds")
+        if self.token or self.token_file:
+            methods.append("token")
+        return "+".join(methods) or "none"
+
+    @property
+    def tls_summary(self) -> str:
+        """The TLS options in use, such as ``ca,client-cert``; ``default`` if none is set.
+
+        With ``default``, nats-py starts TLS only when the server requires it and
+        checks the certificate against the system's CA certificates.
+        """
+        parts = []
+        if self.tls_ca_file:
+            parts.append("ca")
+        if self.tls_cert_file:
+            parts.append("client-cert")
+        if self.tls_server_name:
+            parts.append(f"server-name={self.tls_server_name}")
+        if self.tls_handshake_first:
+            parts.append("handshake-first")
+        if not self.tls_verify:
+            parts.append("no-verify")
+        return ",".join(parts) or "default"
+
     def describe(self) -> str:
         """Return a one-line summary for the start log line; it contains no secrets."""
         return (
             f"name={self.name} servers={','.join(redact_url(s) for s in self.servers)} "
-            f"prefix={self.subject_prefix} mode={self.mode} format={self.format}"
+            f"prefix={self.subject_prefix} mode={self.mode} format={self.format} "
+            f"auth={self.auth_method} tls={self.tls_summary}"
         )
 
 
@@ -520,6 +737,100 @@ def _parse_stream_max_bytes(key: str, value: Any) -> int:
     return parse_size(key, value, 1024)
 
 
+def _parse_user(key: str, value: Any) -> str:
+    user = _parse_str(key, value)
+    if user != user.strip() or "\n" in user:
+        raise ConfigError(
+            key, value, "contains leading or trailing whitespace", f"remove it from {key}"
+        )
+    return user
+
+
+def _parse_secret(key: str, value: Any) -> str:
+    """Parse a secret given inline, as ``file:///absolute/path`` or as an sdb URI."""
+    secret = _parse_str(key, value)
+    if secret.startswith(SDB_PREFIX) and not _SDB_URI_RE.match(secret):
+        raise ConfigError(
+            key, value, "not a valid sdb URI", f"write {key} as sdb://<profile>/<key>"
+        )
+    if secret.startswith(FILE_PREFIX):
+        path = secret[len(FILE_PREFIX) :]
+        if not path.startswith("/"):
+            raise ConfigError(
+                key,
+                value,
+                "a file:// URI needs an absolute path",
+                f"write {key} as file:///absolute/path (three slashes)",
+            )
+    return secret
+
+
+def _parse_path(key: str, value: Any) -> str:
+    path = _parse_str(key, value)
+    if path and not is_plain_path(path):
+        raise ConfigError(
+            key,
+            value,
+            "not an absolute path",
+            f"set {key} to the file's absolute path, because a relative path would depend "
+            "on the working directory of the Salt process",
+        )
+    return path
+
+
+def _parse_seed(key: str, value: Any) -> str:
+    seed = _parse_str(key, value)
+    if not seed or seed.startswith(SDB_PREFIX) or looks_like_seed(seed):
+        return _parse_secret(key, seed)
+    if not is_plain_path(seed):
+        raise ConfigError(
+            key,
+            value,
+            "neither an absolute path, an NKEY seed nor an sdb:// URI",
+            f"set {key} to the absolute path of the user's seed file, such as "
+            "/etc/salt/pki/nats/user.nk",
+        )
+    return seed
+
+
+def _parse_creds(key: str, value: Any) -> str:
+    creds = _parse_str(key, value)
+    if not creds or creds.startswith(SDB_PREFIX) or looks_like_creds(creds):
+        return _parse_secret(key, creds)
+    if not is_plain_path(creds):
+        raise ConfigError(
+            key,
+            value,
+            "neither an absolute path, the text of a credentials file nor an sdb:// URI",
+            f"set {key} to the absolute path of the .creds file, such as "
+            "/etc/salt/pki/nats/salt.creds",
+        )
+    return creds
+
+
+def _parse_host_name(key: str, value: Any) -> str:
+    name = _parse_str(key, value)
+    if name and not _HOST_NAME_RE.match(name):
+        raise ConfigError(
+            key,
+            value,
+            "not a valid host name",
+            f"set {key} to the DNS name in the server's certificate, such as nats.example.com",
+        )
+    return name
+
+
+def _parse_inbound(key: str, value: Any) -> InboundSettings | None:
+    if value is None:
+        return None
+    try:
+        return parse_inbound_settings(value)
+    except InboundConfigError as exc:
+        raise ConfigError(
+            key, value, str(exc), "see the inbound options on the security page"
+        ) from None
+
+
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "servers": _parse_servers,
     "name": _parse_name,
@@ -561,6 +872,20 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "heartbeat_interval": lambda k, v: _parse_seconds(k, v, 1.0, 3600.0),
     "status_dir": _parse_str,
     "micro_service": _parse_bool,
+    "inbound": _parse_inbound,
+    "user": _parse_user,
+    "password": _parse_secret,
+    "password_file": _parse_path,
+    "token": _parse_secret,
+    "token_file": _parse_path,
+    "nkeys_seed": _parse_seed,
+    "creds": _parse_creds,
+    "tls_ca_file": _parse_path,
+    "tls_cert_file": _parse_path,
+    "tls_key_file": _parse_path,
+    "tls_server_name": _parse_host_name,
+    "tls_handshake_first": _parse_bool,
+    "tls_verify": _parse_bool,
 }
 
 
@@ -628,6 +953,109 @@ def _check_combination(settings: EngineSettings) -> None:
             settings.reconnect_max_wait,
             f"shorter than reconnect_time_wait ({settings.reconnect_time_wait})",
             "set reconnect_max_wait to at least reconnect_time_wait",
+        )
+    check_auth_options(settings)
+
+
+def check_auth_options(settings: EngineSettings) -> None:
+    """Raise :class:`ConfigError` for authentication or TLS options that do not combine.
+
+    nats-py sends only one set of credentials and ignores the others without a word,
+    so each rejected pair names the option to remove.
+    """
+    for inline, path in (("password", "password_file"), ("token", "token_file")):
+        if getattr(settings, inline) and getattr(settings, path):
+            raise ConfigError(
+                path,
+                getattr(settings, path),
+                f"{inline} is set as well",
+                f"keep one of {inline} and {path}",
+            )
+
+    has_password = bool(settings.password or settings.password_file)
+    has_token = bool(settings.token or settings.token_file)
+    password_key = "password" if settings.password else "password_file"
+    token_key = "token" if settings.token else "token_file"
+
+    if settings.user and not has_password:
+        raise ConfigError(
+            "user", settings.user, "no password given", "set password or password_file"
+        )
+    if has_password and not settings.user:
+        raise ConfigError(
+            password_key,
+            getattr(settings, password_key),
+            "a password needs a user",
+            "set user, or use token for token authentication",
+        )
+    if has_token and settings.user:
+        raise ConfigError(
+            token_key,
+            getattr(settings, token_key),
+            "token and user are both set",
+            "nats-server accepts either a token or a user and password: remove one",
+        )
+    if settings.nkeys_seed and settings.creds:
+        raise ConfigError(
+            "nkeys_seed",
+            settings.nkeys_seed,
+            "nkeys_seed and creds are both set",
+            "a credentials file contains the user's seed already: remove nkeys_seed",
+        )
+    signed = "creds" if settings.creds else "nkeys_seed"
+    if (settings.creds or settings.nkeys_seed) and settings.user:
+        raise ConfigError(
+            "user",
+            settings.user,
+            f"user and {signed} are both set",
+            f"nats-py would send only the {signed} signature: remove user and password",
+        )
+
+    if bool(settings.tls_cert_file) != bool(settings.tls_key_file):
+        missing_key = "tls_key_file" if settings.tls_cert_file else "tls_cert_file"
+        set_key = "tls_cert_file" if settings.tls_cert_file else "tls_key_file"
+        raise ConfigError(
+            set_key,
+            getattr(settings, set_key),
+            f"mutual TLS needs both a certificate and its key, and {missing_key} is not set",
+            f"set {missing_key} as well, or remove {set_key}",
+        )
+
+    _check_server_urls(settings)
+
+
+def _check_server_urls(settings: EngineSettings) -> None:
+    has_credentials = settings.auth_method != "none"
+    websocket = any(urlsplit(url).scheme in _WEBSOCKET_SCHEMES for url in settings.servers)
+    for url in settings.servers:
+        if has_credentials and _USERINFO_RE.match(url):
+            raise ConfigError(
+                "servers",
+                redact_url(url),
+                f"the URL contains a user or token, and {settings.auth_method} "
+                "authentication is set as well",
+                "remove the user info from the URL and keep the authentication options",
+            )
+
+    if not websocket:
+        return
+    for key in ("tls_server_name", "tls_handshake_first"):
+        if getattr(settings, key):
+            raise ConfigError(
+                key,
+                getattr(settings, key),
+                "has no effect with ws:// or wss:// servers",
+                f"remove {key}; with wss:// the host name of the URL is checked",
+            )
+    plain_websocket = all(urlsplit(url).scheme == "ws" for url in settings.servers)
+    tls_files = [key for key in ("tls_ca_file", "tls_cert_file") if getattr(settings, key)]
+    if plain_websocket and (tls_files or not settings.tls_verify):
+        key = tls_files[0] if tls_files else "tls_verify"
+        raise ConfigError(
+            key,
+            getattr(settings, key),
+            "TLS options have no effect with ws:// servers, which never use TLS",
+            "use wss:// server URLs, or remove the TLS options",
         )
 
 

@@ -32,6 +32,7 @@ from salt_nats.bus import BusFirer, MasterBus
 from salt_nats.codec import split_frame, unpack_data
 from salt_nats.config import ConfigError, EngineSettings, parse_engine_settings
 from salt_nats.forwarder import BusSource, Forwarder
+from salt_nats.secrets import resolve_secrets
 from salt_nats.status import Stats
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,15 @@ def engine_name_from_process() -> str:
 
 
 def load_settings(
-    options: Mapping[str, Any] | None, name: str
+    options: Mapping[str, Any] | None, name: str, opts: Mapping[str, Any] | None = None
 ) -> tuple[EngineSettings | None, ConfigError | None]:
-    """Parse the engine options; log the error once when they are invalid."""
+    """Parse the engine options, resolve their secrets and check the files they name.
+
+    Logs the error once when they are invalid.
+    """
     try:
-        return parse_engine_settings(options, default_name=name), None
+        settings = parse_engine_settings(options, default_name=name)
+        return resolve_secrets(settings, opts), None
     except ConfigError as exc:
         log.error(
             "salt-nats engine %s not started: %s. The instance stays idle and reports the "
@@ -78,7 +83,7 @@ def run_engine(
 ) -> None:
     """Run one engine instance until SIGTERM or SIGINT; the body of ``start()``."""
     name = control.instance_name(options, engine_name_from_process())
-    settings, error = load_settings(options, name)
+    settings, error = load_settings(options, name, opts)
     master_id = str(opts.get("id", "master"))
 
     if settings is None:

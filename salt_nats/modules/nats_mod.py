@@ -35,6 +35,7 @@ __virtualname__ = "nats"
 try:
     from salt_nats import client
     from salt_nats.config import AUTH_OPTIONS, ConfigError, parse_engine_settings, parse_option
+    from salt_nats.secrets import resolve_secrets
 
     HAS_LIBS = True
     IMPORT_ERROR = ""
@@ -162,7 +163,8 @@ def _connection_settings(overrides):
         except ConfigError as exc:
             raise CommandExecutionError(f"invalid NATS setting from {source}: {exc}") from None
     try:
-        return parse_engine_settings({key: value for key, (value, _) in options.items()})
+        settings = parse_engine_settings({key: value for key, (value, _) in options.items()})
+        return resolve_secrets(settings, __opts__)
     except ConfigError as exc:
         raise CommandExecutionError(f"invalid NATS settings: {exc}") from None
 

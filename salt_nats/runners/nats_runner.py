@@ -40,6 +40,7 @@ try:
     from salt_nats import client, control, statusview
     from salt_nats.config import ConfigError, parse_engine_settings
     from salt_nats.forwarder import TagFilter
+    from salt_nats.secrets import resolve_secrets
     from salt_nats.service import default_status_dir
     from salt_nats.subjects import tag_to_subject
 
@@ -401,7 +402,7 @@ def _engine_settings(instance, overrides):
     options.update(overrides)
     name = chosen.name if chosen is not None else statusview.DEFAULT_INSTANCE_NAME
     try:
-        settings = parse_engine_settings(options, default_name=name)
+        settings = resolve_secrets(parse_engine_settings(options, default_name=name), __opts__)
     except ConfigError as exc:
         where = f"instance {name!r}" if chosen is not None else "the arguments"
         raise _UsageError(f"invalid NATS settings of {where}: {exc}") from None

@@ -315,7 +315,7 @@ def test_first_invalid_stops_parsing() -> None:
 
 @pytest.mark.parametrize("key", sorted(SECRET_KEYS))
 def test_secret_key_hidden(key: str) -> None:
-    message = str(config_error({key: "hunter2-secret"}))
+    message = str(config_error({key: ["hunter2-secret"]}))
 
     assert "hunter2-secret" not in message
     assert "<hidden>" in message
