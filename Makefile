@@ -33,7 +33,7 @@ demo: $(VENV)/.installed-demo
 	$(BIN)/salt-nats demo
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check salt_nats _engines tests examples
+	$(BIN)/ruff check $(wildcard salt_nats _engines tests examples scripts)
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
