@@ -387,10 +387,14 @@ def _version(client: Client) -> str:
     return f"{version.major}.{version.minor}.{version.patch}"
 
 
+# nats-py 2.16 can wait forever in close() after a failed TLS handshake.
+_CLOSE_TIMEOUT = 2.0
+
+
 async def _close_quietly(client: Client) -> None:
     if client.is_closed:
         return
     try:
-        await client.close()
+        await asyncio.wait_for(client.close(), _CLOSE_TIMEOUT)
     except Exception as exc:  # closing a broken client may fail in many ways
         log.debug("closing the NATS client failed: %r", exc)
