@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,11 +218,34 @@ def test_outage_buffers_then_delivers(
     assert counters["dropped"] == {"buffer_full": 20}
 
 
+def wait_for_received(master: Any, instance: str, count: int, timeout: float = 60) -> None:
+    """Wait until the engine's status file shows ``count`` events read and not filtered."""
+    path = Path(master.config["cachedir"]) / "salt-nats" / f"{instance}.json"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            report = json.loads(path.read_text())
+            if report["received"] - report["filtered"] >= count:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the engine did not read {count} events within {timeout} s")
+
+
 def test_sigterm_flushes_buffer(make_master: Any, make_nats_server: Any, daemon_log: Any) -> None:
     nats_server = make_nats_server(name="flush", jetstream=True)
     create_stream(nats_server.url, "FLUSH", ["salt.events.test.flush.>"])
-    master = make_master(engine_config={"servers": [nats_server.url], "include": ["test/flush/*"]})
+    master = make_master(
+        engine_config={
+            "servers": [nats_server.url],
+            "name": "flush",
+            "include": ["test/flush/*"],
+            "heartbeat_interval": 1,
+        }
+    )
     fire_events(master.config, "test/flush", 2000, payload={"blob": "y" * 2000})
+    # Stop as soon as the engine has read every event: what it has not published and
+    # flushed yet must go out during shutdown.
+    wait_for_received(master, "flush", 2000)
     master.terminate()
 
     counters = engine_stop_line(daemon_log, master)
