@@ -35,8 +35,13 @@ demo: $(VENV)/.installed-demo
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check $(wildcard salt_nats _engines tests examples scripts)
 
-test: lint
+test: lint js-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# npm packages of the Node.js and browser examples, and Chromium for the browser test.
+.PHONY: js-deps
+js-deps:
+	scripts/install-js-deps.sh
 
 unit: $(VENV)/.installed-test
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
