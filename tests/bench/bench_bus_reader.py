@@ -53,21 +53,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import getpass
-import importlib.metadata
 import json
 import logging
 import math
 import os
-import platform
-import re
 import resource
-import select
 import shutil
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -78,11 +69,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.bench.common import (
+    READY_TIMEOUT,
+    TAG_ROOT,
+    BenchMaster,
+    JsonLineChild,
+    describe_machine,
+    fire,
+    format_summary,
+    machine_busy_seconds,
+    own_cpu_seconds,
+    percentile,
+    positive_float,
+    positive_int,
+    reply,
+    wait_for_counts,
+)
+
 log = logging.getLogger("bench_bus_reader")
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBJECT = "bench.bus"
-TAG_ROOT = "bench"
 VARIANTS = ("thread", "thread-raw", "async")
 DEFAULT_VARIANTS = ("thread", "async")
 
@@ -92,20 +98,6 @@ HANDOFF_QUEUE_SIZE = 10_000
 
 WARMUP_COUNT = 100
 WARMUP_RATE = 200.0
-
-# A phase ends when every fired event has arrived, or when none arrived for
-# QUIET_PERIOD seconds after the senders finished, or after MAX_DRAIN_TIME seconds.
-QUIET_PERIOD = 2.0
-MAX_DRAIN_TIME = 60.0
-
-READY_TIMEOUT = 30.0
-COMMAND_TIMEOUT = 15.0
-STOP_TIMEOUT = 15.0
-
-# Master log lines that mean the publisher dropped a slow subscriber (salt 3008).
-SLOW_SUBSCRIBER_PATTERN = re.compile(
-    r"discarding slow subscriber|pub_server_write_queue_size|drain queue full", re.IGNORECASE
-)
 
 
 # ---------------------------------------------------------------------------------
@@ -273,11 +265,6 @@ class AsyncReader:
             self._client.close()
 
 
-def _reply(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-
-
 async def _read_commands(commands: asyncio.Queue[str]) -> None:
     """Put each line from stdin into ``commands``, and ``stop`` at the end of input."""
     loop = asyncio.get_running_loop()
@@ -321,18 +308,18 @@ async def serve_reader(variant: str, config_dir: str, nats_url: str) -> None:
     else:
         reader = ThreadReader(opts, nc, counters, raw=variant == "thread-raw")
     await reader.start()
-    _reply({"ready": True, "pid": os.getpid()})
+    reply({"ready": True, "pid": os.getpid()})
 
     commands: asyncio.Queue[str] = asyncio.Queue()
     stdin_task = asyncio.create_task(_read_commands(commands))
     while True:
         command = await commands.get()
         if command == "stats":
-            _reply(counters.snapshot())
+            reply(counters.snapshot())
         elif command == "stop":
             break
         elif command:
-            _reply({"error": f"unknown command {command!r}; expected stats or stop"})
+            reply({"error": f"unknown command {command!r}; expected stats or stop"})
 
     await reader.stop()
     try:
@@ -341,7 +328,7 @@ async def serve_reader(variant: str, config_dir: str, nats_url: str) -> None:
         log.warning("final NATS flush failed: %r", exc)
     await nc.close()
     stdin_task.cancel()
-    _reply(counters.snapshot())
+    reply(counters.snapshot())
 
 
 def reader_main(args: argparse.Namespace) -> int:
@@ -357,186 +344,23 @@ def reader_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------
 
 
-def _venv_script(name: str) -> str:
-    beside_python = Path(sys.executable).parent / name
-    return str(beside_python) if beside_python.exists() else name
-
-
-class BenchMaster:
-    """A salt-master with no engine in ``root``, listening on 127.0.0.1 only."""
-
-    def __init__(self, root: Path) -> None:
-        from salt_nats.demo import free_port
-
-        self.root = root
-        self.conf_dir = root / "conf"
-        self.sock_dir = root / "sock"
-        self.log_file = root / "master.log"
-        self.publish_port = free_port()
-        self.ret_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def write_config(self) -> None:
-        self.conf_dir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "id": "bench-master",
-            "root_dir": str(self.root),
-            "user": getpass.getuser(),
-            "interface": "127.0.0.1",
-            "publish_port": self.publish_port,
-            "ret_port": self.ret_port,
-            "sock_dir": str(self.sock_dir),
-            "pki_dir": str(self.root / "pki"),
-            "cachedir": str(self.root / "cache"),
-            "log_file": str(self.log_file),
-            "log_level_logfile": "info",
-        }
-        # JSON is valid YAML.
-        (self.conf_dir / "master").write_text(json.dumps(config, indent=2) + "\n")
-
-    def start(self) -> None:
-        self.write_config()
-        with (self.root / "master.out").open("ab") as output:
-            # A session of its own gives the master and its worker processes one
-            # process group, which stop() signals by the master's PID.
-            self.process = subprocess.Popen(
-                [_venv_script("salt-master"), "-c", str(self.conf_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_until_ready(self, timeout: float = 60.0) -> None:
-        """Wait until the master's event sockets exist."""
-        sockets = [self.sock_dir / "master_event_pub.ipc", self.sock_dir / "master_event_pull.ipc"]
-        deadline = time.monotonic() + timeout
-        while not all(path.exists() for path in sockets):
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(
-                    f"salt-master exited with status {self.process.returncode}; "
-                    f"see {self.root / 'master.out'} and {self.log_file}"
-                )
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"salt-master made no event sockets in {self.sock_dir} "
-                    f"within {timeout:.0f} s; see {self.log_file}"
-                )
-            time.sleep(0.1)
-
-    def log_size(self) -> int:
-        return self.log_file.stat().st_size if self.log_file.exists() else 0
-
-    def slow_subscriber_lines(self, offset: int) -> list[str]:
-        """Return the master log lines after byte ``offset`` that report a dropped subscriber."""
-        if not self.log_file.exists():
-            return []
-        with self.log_file.open("rb") as handle:
-            handle.seek(offset)
-            text = handle.read().decode("utf-8", "replace")
-        return [line for line in text.splitlines() if SLOW_SUBSCRIBER_PATTERN.search(line)]
-
-    def stop(self) -> None:
-        """Stop the master's process group: SIGTERM, then SIGKILL after 15 s."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            log.warning("salt-master (pid %d) ignored SIGTERM; sending SIGKILL", process.pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
-class ReaderProcess:
+class ReaderProcess(JsonLineChild):
     """A reader child (this script with ``--reader``), driven over its stdin and stdout."""
 
     def __init__(self, variant: str, config_dir: Path, nats_url: str, log_path: Path) -> None:
         self.variant = variant
-        self.config_dir = config_dir
-        self.nats_url = nats_url
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-        self._pending = b""
-
-    def start(self) -> None:
-        with self.log_path.open("ab") as stderr:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.bench.bench_bus_reader",
-                    "--reader",
-                    self.variant,
-                    "--config-dir",
-                    str(self.config_dir),
-                    "--nats-url",
-                    self.nats_url,
-                ],
-                cwd=REPO_ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-            )
-        reply = self._read_reply(READY_TIMEOUT)
-        if not reply.get("ready"):
-            raise RuntimeError(f"reader {self.variant} did not start: {reply}")
-
-    def _read_reply(self, timeout: float) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdout is not None
-        fd = self.process.stdout.fileno()
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(
-                    f"reader {self.variant} sent no reply within {timeout:.0f} s; "
-                    f"see {self.log_path}"
-                )
-            readable, _, _ = select.select([fd], [], [], remaining)
-            if not readable:
-                continue
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                raise RuntimeError(
-                    f"reader {self.variant} exited with status {self.process.wait()}; "
-                    f"see {self.log_path}"
-                )
-            self._pending += chunk
-        line, self._pending = self._pending.split(b"\n", 1)
-        return json.loads(line)
-
-    def request(self, command: str, timeout: float = COMMAND_TIMEOUT) -> dict[str, Any]:
-        assert self.process is not None and self.process.stdin is not None
-        self.process.stdin.write(command.encode() + b"\n")
-        self.process.stdin.flush()
-        return self._read_reply(timeout)
-
-    def stop(self) -> dict[str, Any] | None:
-        """Ask the child to stop and return its final counts; kill it by PID if it hangs."""
-        process = self.process
-        if process is None:
-            return None
-        final = None
-        if process.poll() is None:
-            try:
-                final = self.request("stop", timeout=STOP_TIMEOUT)
-                process.wait(timeout=STOP_TIMEOUT)
-            except (OSError, RuntimeError, TimeoutError, subprocess.TimeoutExpired) as exc:
-                log.warning(
-                    "reader %s (pid %d) did not stop cleanly: %s", self.variant, process.pid, exc
-                )
-                process.kill()
-                process.wait(timeout=5)
-        for pipe in (process.stdin, process.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
-        return final
+        command = [
+            sys.executable,
+            "-m",
+            "tests.bench.bench_bus_reader",
+            "--reader",
+            variant,
+            "--config-dir",
+            str(config_dir),
+            "--nats-url",
+            nats_url,
+        ]
+        super().__init__(f"reader {variant}", command, log_path)
 
 
 # ---------------------------------------------------------------------------------
@@ -687,111 +511,9 @@ class RunResult:
     other_cpu_cores: float
 
 
-def machine_busy_seconds() -> float:
-    """Return the CPU seconds that all CPUs of the machine spent busy since boot (/proc/stat)."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(value) for value in fields)
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu_seconds() -> float:
-    """Return the CPU seconds used by this process, its reaped children and live descendants.
-
-    NOTE: a descendant that exited but was not reaped by this process (a
-    short-lived helper of the salt-master, say) is missed and counts as another
-    process's CPU time.
-    """
-    import psutil
-
-    total = 0.0
-    for target in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(target)
-        total += usage.ru_utime + usage.ru_stime
-    for process in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            times = process.cpu_times()
-            total += times.user + times.system
-    return total
-
-
-def percentile(values: Sequence[float], percent: float) -> float:
-    """Return the nearest-rank percentile of ``values``, or NaN when there are none."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(percent / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def _fire_command(
-    config_dir: Path, count: int, rate: float, tag_prefix: str, mix: str
-) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "tests.bench.fire_events",
-        "--config-dir",
-        str(config_dir),
-        "--count",
-        str(count),
-        "--rate",
-        str(rate),
-        "--tag-prefix",
-        tag_prefix,
-        "--mix",
-        mix,
-    ]
-
-
-def fire(
-    config_dir: Path, phase_id: str, counts: Sequence[int], rate: float, mix: str, timeout: float
-) -> list[dict[str, Any]]:
-    """Run one fire_events process per entry of ``counts`` at once, and return their totals."""
-    processes = []
-    try:
-        for index, count in enumerate(counts):
-            tag_prefix = f"{TAG_ROOT}/{phase_id}/s{index}"
-            processes.append(
-                subprocess.Popen(
-                    _fire_command(config_dir, count, rate, tag_prefix, mix),
-                    cwd=REPO_ROOT,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                )
-            )
-        totals = []
-        deadline = time.monotonic() + timeout
-        for process in processes:
-            stdout, stderr = process.communicate(timeout=max(deadline - time.monotonic(), 1))
-            if process.returncode != 0:
-                raise RuntimeError(
-                    f"fire_events exited with status {process.returncode}: "
-                    f"{stderr.decode(errors='replace')[-2000:]}"
-                )
-            totals.append(json.loads(stdout.decode().strip().splitlines()[-1]))
-        return totals
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(timeout=5)
-
-
 def wait_for_delivery(subscriber: TimingSubscriber, phase_id: str, expected: int) -> None:
     """Wait until ``expected`` frames of the phase arrived, or none for QUIET_PERIOD seconds."""
-    deadline = time.monotonic() + MAX_DRAIN_TIME
-    last_count = -1
-    last_change = time.monotonic()
-    while time.monotonic() < deadline:
-        count = subscriber.count(phase_id)
-        if count >= expected:
-            return
-        if count != last_count:
-            last_count, last_change = count, time.monotonic()
-        elif time.monotonic() - last_change > QUIET_PERIOD:
-            return
-        time.sleep(0.05)
+    wait_for_counts({"subscriber": lambda: subscriber.count(phase_id)}, expected)
 
 
 def run_phase(
@@ -925,16 +647,6 @@ def run_variant(
 # ---------------------------------------------------------------------------------
 
 
-def _summary(values: Sequence[float], digits: int) -> str:
-    finite = [value for value in values if not math.isnan(value)]
-    if not finite:
-        return "n/a"
-    if len(finite) == 1:
-        return f"{finite[0]:,.{digits}f}"
-    low, mid, high = min(finite), statistics.median(finite), max(finite)
-    return f"{mid:,.{digits}f} ({low:,.{digits}f} to {high:,.{digits}f})"
-
-
 # Table rows: label, value of one run, decimal places.
 ROWS: list[tuple[str, Callable[[RunResult], float], int]] = [
     ("steady: events fired", lambda r: r.steady.fired, 0),
@@ -964,30 +676,9 @@ def format_table(results: Sequence[RunResult], variants: Sequence[str]) -> str:
     header = f"| median (min to max) of {runs} runs | " + " | ".join(variants) + " |"
     lines = [header, "|---|" + "---:|" * len(variants)]
     for label, value_of, digits in ROWS:
-        cells = [_summary([value_of(r) for r in by_variant[v]], digits) for v in variants]
+        cells = [format_summary([value_of(r) for r in by_variant[v]], digits) for v in variants]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def describe_machine() -> str:
-    import salt.version
-
-    model = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    from salt_nats.demo import find_nats_server
-
-    server_version = subprocess.run(
-        [find_nats_server(), "--version"], capture_output=True, text=True, check=False
-    ).stdout.strip()
-    return (
-        f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}; "
-        f"Python {platform.python_version()}, salt {salt.version.__version__}, "
-        f"nats-py {importlib.metadata.version('nats-py')}, {server_version}"
-    )
 
 
 def print_report(settings: BenchSettings, results: Sequence[RunResult], elapsed: float) -> None:
@@ -1110,20 +801,6 @@ def bench_main(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"invalid value {value}: expected an integer >= 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"invalid value {value}: expected a number > 0")
-    return value
-
-
 def _variant_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in VARIANTS]
@@ -1143,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
         "event bus that publish every frame to NATS.",
     )
     parser.add_argument(
-        "--runs", type=_positive_int, default=3, help="runs of each variant (default: 3)"
+        "--runs", type=positive_int, default=3, help="runs of each variant (default: 3)"
     )
     parser.add_argument(
         "--variants",
@@ -1154,26 +831,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         default=500.0,
         help="events/s in the steady phase (default: 500)",
     )
     parser.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=20.0,
         help="seconds of the steady phase (default: 20)",
     )
     parser.add_argument(
         "--burst-count",
-        type=_positive_int,
+        type=positive_int,
         default=20_000,
         help=f"events in the burst phase, all senders together, at most "
         f"{MAX_COUNT:,} (default: 20000)",
     )
     parser.add_argument(
         "--burst-senders",
-        type=_positive_int,
+        type=positive_int,
         default=2,
         help="fire_events processes in the burst phase (default: 2)",
     )
