@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from salt_nats.config import options_reference
 
-CONFIGURATION_PAGE = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+CONFIGURATION_PAGE = DOCS / "configuration.md"
 START_MARKER = "<!-- options-table:start -->"
 END_MARKER = "<!-- options-table:end -->"
 
@@ -25,3 +28,26 @@ def test_options_table_matches_config():
         "the options table in docs/configuration.md differs from "
         "salt_nats.config.options_reference(); run `make docs-options` to regenerate it"
     )
+
+
+def test_sphinx_build_has_no_warnings(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-q",
+            "-b",
+            "html",
+            str(DOCS),
+            str(tmp_path / "html"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr[-4000:]
