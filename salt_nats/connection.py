@@ -211,6 +211,26 @@ def connection_hint(exc: BaseException, settings: EngineSettings) -> str:
     return ""
 
 
+def wants_tls(settings: EngineSettings) -> bool:
+    """Return True when the settings ask for TLS: a tls:// server or any TLS file option."""
+    if any(server.startswith("tls://") for server in settings.servers):
+        return True
+    return bool(settings.tls_ca_file or settings.tls_cert_file or settings.tls_handshake_first)
+
+
+def server_requires_tls(client: Client) -> bool:
+    """Return True when the connected server made the client use TLS."""
+    if client.options.get("tls_handshake_first"):
+        return True
+    # NOTE: nats-py 2.16 has no public way to tell whether a connection uses TLS. It
+    # upgrades to TLS only when the server's INFO sets tls_required and otherwise
+    # stays in plain text even for a tls:// URL, so this reads that INFO field. The
+    # CONNECT with the credentials has been sent by then; tls_handshake_first avoids
+    # that.
+    server_info = getattr(client, "_server_info", None) or {}
+    return bool(server_info.get("tls_required"))
+
+
 def security_warnings(settings: EngineSettings) -> list[str]:
     """Return a warning for each option that weakens the connection's security."""
     warnings = []
@@ -309,6 +329,22 @@ class NatsSupervisor:
                     exc,
                     connection_hint(exc, self.settings),
                     backoff,
+                )
+                await _close_quietly(client)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.reconnect_max_wait)
+                continue
+
+            if wants_tls(self.settings) and not server_requires_tls(client):
+                message = (
+                    f"the NATS server {redact_url(client.connected_url.geturl())} does not "
+                    "require TLS, so nats-py would send the events in plain text although "
+                    "TLS is configured; enable TLS on the server or set tls_handshake_first"
+                )
+                self.stats.nats_errors += 1
+                self.stats.record_error(message)
+                log.error(
+                    "salt-nats %s: %s; retrying in %.1f s", self.settings.name, message, backoff
                 )
                 await _close_quietly(client)
                 await asyncio.sleep(backoff)

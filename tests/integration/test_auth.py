@@ -455,6 +455,30 @@ def test_supervisor_retries_wrong_password(
     assert_no_secret("\n".join(lines), material, "the supervisor's log")
 
 
+def test_supervisor_refuses_plain_text_when_tls_wanted(
+    material: AuthMaterial, servers: dict[str, NatsServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = servers["users"]  # no TLS on this server
+    settings = build_settings(
+        server,
+        {"user": "engine", "password": material.password},
+        name="plaintext",
+        servers=[server.url.replace("nats://", "tls://")],
+        reconnect_time_wait=0.1,
+        reconnect_max_wait=0.5,
+    )
+    caplog.set_level(logging.INFO, logger="salt_nats.connection")
+
+    stats, still_running = asyncio.run(
+        run_supervisor(settings, lambda stats: stats.nats_errors >= 2, 10)
+    )
+
+    assert still_running
+    assert stats.nats_connects == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert any("does not require TLS" in line for line in errors), errors
+
+
 # --- sdb ------------------------------------------------------------------------------
 
 
