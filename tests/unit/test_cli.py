@@ -14,19 +14,14 @@ import pytest
 from nats import errors as nats_errors
 
 from salt_nats import cli
-from salt_nats.cli import (
+from salt_nats.cli import EventPrinter, build_parser, main, run_until_stopped
+from salt_nats.cli_connect import (
     CommandError,
     ConnectionOptions,
-    EventPrinter,
-    InstanceStatus,
-    build_parser,
     connect_failure_message,
     describe_connect_error,
-    format_duration,
-    main,
-    render_status_table,
-    run_until_stopped,
 )
+from salt_nats.cli_status import InstanceStatus, format_duration, render_status_table
 from salt_nats.consumer import Event
 
 NATS_VARIABLES = (
