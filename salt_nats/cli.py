@@ -40,11 +40,11 @@ from salt_nats.cli_connect import (
     WARNING_INTERVAL,
     CommandError,
     ConnectionOptions,
-    close_quietly,
     connected_server,
     open_connection,
 )
 from salt_nats.cli_status import run_status
+from salt_nats.connection import close_quietly
 from salt_nats.consumer import (
     DEFAULT_STREAM,
     Event,

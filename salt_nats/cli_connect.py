@@ -15,6 +15,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client
 
 from salt_nats.config import redact_url
+from salt_nats.connection import close_quietly
 from salt_nats.status import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -324,15 +325,6 @@ def _server_requires_tls(client: Client) -> bool:
     # stays in plain text even for a tls:// URL, so this reads that INFO field.
     server_info = getattr(client, "_server_info", None) or {}
     return bool(server_info.get("tls_required"))
-
-
-async def close_quietly(client: Client) -> None:
-    if client.is_closed:
-        return
-    try:
-        await asyncio.wait_for(client.close(), _CLOSE_TIMEOUT)
-    except (nats_errors.Error, OSError, asyncio.TimeoutError) as error:
-        log.debug("closing the NATS connection failed: %r", error)
 
 
 def connected_server(client: Client) -> str:

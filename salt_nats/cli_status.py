@@ -19,10 +19,10 @@ from salt_nats.cli_connect import (
     EXIT_OK,
     CommandError,
     ConnectionOptions,
-    close_quietly,
     connected_server,
     open_connection,
 )
+from salt_nats.connection import close_quietly
 from salt_nats.micro import SERVICE_NAME, status_subject
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from salt_nats.config import ConfigError, EngineSettings, redact_url
-from salt_nats.connection import connect_options
+from salt_nats.connection import close_quietly, connect_options
 
 DEFAULT_TIMEOUT = 5.0
 
@@ -360,12 +360,9 @@ async def _connect(settings: EngineSettings, connection_name: str, progress: _Pr
 
 
 async def _close(client: Client) -> None:
-    if client.is_closed:
-        return
     # The work is done, so a failed close is ignored: the server drops the
     # connection when this process exits.
-    with contextlib.suppress(asyncio.TimeoutError, nats_errors.Error, OSError):
-        await asyncio.wait_for(client.close(), _CLOSE_TIMEOUT)
+    await close_quietly(client, _CLOSE_TIMEOUT)
 
 
 def _run(coroutine_function: Callable[[], Coroutine[Any, Any, T]]) -> T:

@@ -318,7 +318,7 @@ class NatsSupervisor:
                     closed_cb=self._on_closed,
                 )
             except asyncio.CancelledError:
-                await _close_quietly(client)
+                await close_quietly(client)
                 raise
             except Exception as exc:  # nats-py raises many types here
                 self.stats.nats_errors += 1
@@ -330,7 +330,7 @@ class NatsSupervisor:
                     connection_hint(exc, self.settings),
                     backoff,
                 )
-                await _close_quietly(client)
+                await close_quietly(client)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.reconnect_max_wait)
                 continue
@@ -346,7 +346,7 @@ class NatsSupervisor:
                 log.error(
                     "salt-nats %s: %s; retrying in %.1f s", self.settings.name, message, backoff
                 )
-                await _close_quietly(client)
+                await close_quietly(client)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.reconnect_max_wait)
                 continue
@@ -383,7 +383,7 @@ class NatsSupervisor:
                 await client.flush(timeout=max(flush_timeout, 0.05))
             except Exception as exc:  # best effort at shutdown
                 log.warning("salt-nats %s: final flush to NATS failed: %r", self.settings.name, exc)
-        await _close_quietly(client)
+        await close_quietly(client)
 
     # nats-py callbacks. They must not raise: nats-py logs and swallows nothing.
 
@@ -427,10 +427,11 @@ def _version(client: Client) -> str:
 _CLOSE_TIMEOUT = 2.0
 
 
-async def _close_quietly(client: Client) -> None:
+async def close_quietly(client: Client, timeout: float = _CLOSE_TIMEOUT) -> None:
+    """Close a client, waiting at most ``timeout`` seconds, and log any failure at debug."""
     if client.is_closed:
         return
     try:
-        await asyncio.wait_for(client.close(), _CLOSE_TIMEOUT)
+        await asyncio.wait_for(client.close(), timeout)
     except Exception as exc:  # closing a broken client may fail in many ways
         log.debug("closing the NATS client failed: %r", exc)

@@ -26,6 +26,7 @@ import nats.errors
 from nats.aio.client import Client
 
 from salt_nats.config import redact_url
+from salt_nats.connection import close_quietly
 from salt_nats.status import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ class SharedClient:
                     closed_cb=self._on_closed,
                 )
             except asyncio.CancelledError:
-                await _close_quietly(client)
+                await close_quietly(client)
                 raise
             except Exception as exc:  # nats-py raises many types here
                 log.warning(
@@ -244,7 +245,7 @@ class SharedClient:
                     exc,
                     backoff,
                 )
-                await _close_quietly(client)
+                await close_quietly(client)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
@@ -271,7 +272,7 @@ class SharedClient:
         if self._connect_task is not None:
             self._connect_task.cancel()
         if self.client is not None:
-            await _close_quietly(self.client)
+            await close_quietly(self.client)
 
     # nats-py callbacks. They must not raise.
 
@@ -337,12 +338,3 @@ def _server_url(client: Client | None) -> str:
     if client is None or client.connected_url is None:
         return "(unknown)"
     return redact_url(client.connected_url.geturl())
-
-
-async def _close_quietly(client: Client) -> None:
-    if client.is_closed:
-        return
-    try:
-        await client.close()
-    except Exception as exc:  # closing a broken client may fail in many ways
-        log.debug("closing the NATS client failed: %r", exc)
