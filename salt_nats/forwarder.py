@@ -298,6 +298,7 @@ class Forwarder:
                 self.settings.name,
                 lost,
             )
+        left_in_spool = self.backlog.spool_records
         try:
             self.backlog.close()
         except OSError as exc:
@@ -317,7 +318,8 @@ class Forwarder:
         self._drop_log.flush(force=True)
         log.info(
             "salt-nats %s: stopped; received %d, published %d, filtered %d, dropped %s, "
-            "acknowledged %d, retried %d, duplicates %d",
+            "acknowledged %d, retried %d, duplicates %d, spooled %d, replayed %d, "
+            "left in spool %d",
             self.settings.name,
             self.stats.received,
             self.stats.published,
@@ -326,6 +328,9 @@ class Forwarder:
             self.stats.acknowledged,
             self.stats.retried,
             self.stats.duplicates,
+            self.stats.spooled,
+            self.stats.replayed,
+            left_in_spool,
         )
 
     # -- bus reader -----------------------------------------------------------------
