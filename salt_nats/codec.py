@@ -223,7 +223,9 @@ def _json_safe(obj: Any) -> Any:
     json would write as arrays.
     """
     if isinstance(obj, float) and not math.isfinite(obj):
-        return {"$float": "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
+        if math.isnan(obj):
+            return {"$float": "nan"}
+        return {"$float": "inf" if obj > 0 else "-inf"}
     if isinstance(obj, dict):
         return {_json_key(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, msgpack.ExtType):

@@ -484,7 +484,7 @@ def test_supervisor_refuses_plain_text_when_tls_wanted(
 
 @pytest.fixture(scope="module")
 def sdb_opts(material: AuthMaterial, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Minion opts with a YAML sdb profile that holds the token."""
+    """Minion opts with a YAML sdb profile that contains the token."""
     directory = tmp_path_factory.mktemp("sdb-opts")
     opts = salt.config.minion_config(None)
     opts.update(
