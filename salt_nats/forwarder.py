@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import datetime
 import fnmatch
+import json
 import logging
 import os
 import re
@@ -116,6 +117,27 @@ class TagFilter:
         return self._include is None or self._include.match(tag) is not None
 
 
+def _ack_error(msg: Any) -> str | None:
+    """Return why a JetStream acknowledgement reports a failure, or None for a success."""
+    headers = msg.headers or {}
+    status = headers.get("Status")
+    if status == "503":
+        return "no stream captures the subject (no responders)"
+    if status:
+        return f"status {status} {headers.get('Description', '')}".strip()
+    try:
+        response = json.loads(msg.data)
+    except ValueError:
+        return f"invalid acknowledgement {msg.data[:200]!r}"
+    if not isinstance(response, dict):
+        return f"invalid acknowledgement {msg.data[:200]!r}"
+    if "error" in response:
+        return str(response["error"])
+    if "stream" not in response:
+        return f"invalid acknowledgement {msg.data[:200]!r}"
+    return None
+
+
 def _iso(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
@@ -130,7 +152,6 @@ def _compile_globs(globs: Iterable[str]) -> re.Pattern[str] | None:
 @dataclass(slots=True)
 class _Inflight:
     event: BufferedEvent
-    future: asyncio.Future[Any]
     deadline: float  # loop.time() after which the event is published again
 
 
@@ -205,10 +226,13 @@ class Forwarder:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        # JetStream mode: the context of the current client, and the events published
-        # but not yet acknowledged, by message id, oldest first.
+        # JetStream mode: the context of the current client, the inbox prefix of the
+        # stream's acknowledgements, and the events published but not yet acknowledged,
+        # by reply subject, oldest first.
         self._js: JetStreamContext | None = None
         self._js_client: Client | None = None
+        self._ack_prefix = ""
+        self._ack_sequence = 0
         self._inflight: dict[str, _Inflight] = {}
 
     # -- life cycle -----------------------------------------------------------------
@@ -278,8 +302,6 @@ class Forwarder:
             await asyncio.sleep(0.01)
         publisher.cancel()
 
-        for item in self._inflight.values():
-            item.future.cancel()
         undelivered = [item.event for item in self._inflight.values()]
         undelivered += self.backlog.drain_memory()
         self._inflight.clear()
@@ -444,12 +466,13 @@ class Forwarder:
         """Return the JetStream context of ``client``, setting up the stream once per client."""
         if self._js is not None and self._js_client is client:
             return self._js
-        js = client.jetstream(
-            timeout=self.settings.ack_timeout,
-            publish_async_max_pending=self.settings.max_inflight,
-        )
+        js = client.jetstream(timeout=self.settings.ack_timeout)
         try:
             await ensure_stream(js, self.settings)
+            # One subscription takes every acknowledgement: the stream replies to the
+            # reply subject of each message, <inbox>.<sequence number>.
+            ack_prefix = client.new_inbox()
+            await client.subscribe(f"{ack_prefix}.*", cb=self._on_ack)
         except StreamSetupError as exc:
             self.stats.record_error(str(exc))
             self._drop_log.note(
@@ -466,7 +489,7 @@ class Forwarder:
                 exc,
             )
             return None
-        self._js, self._js_client = js, client
+        self._js, self._js_client, self._ack_prefix = js, client, ack_prefix
         return js
 
     async def _publish_jetstream(self) -> None:
@@ -492,11 +515,17 @@ class Forwarder:
             if message is None:
                 continue
 
+            # NOTE: not JetStreamContext.publish_async: it sends every message in a write
+            # of its own and takes a loop turn per message, which kept the engine at
+            # 645 events/s where core mode forwarded 1,624 (docs/benchmarks.md). A
+            # plain publish with a reply subject lets a burst leave in one write.
+            self._ack_sequence += 1
+            reply = f"{self._ack_prefix}.{self._ack_sequence}"
             try:
-                future = await js.publish_async(
-                    message.subject, message.payload, headers=message.headers, wait_stall=0.5
+                await client.publish(
+                    message.subject, message.payload, reply=reply, headers=message.headers
                 )
-            except (*_RETRYABLE, js_errors.TooManyStalledMsgsError) as exc:
+            except _RETRYABLE as exc:
                 self.stats.record_error(f"publish failed: {exc!r}")
                 self._put_back(event)
                 loop.call_later(0.05, self._wake_publisher)
@@ -504,35 +533,32 @@ class Forwarder:
 
             self.stats.published += 1
             self._count_truncation(message, client)
-            self._inflight[event.msg_id] = _Inflight(
-                event, future, loop.time() + self.settings.ack_timeout
-            )
-            future.add_done_callback(lambda done, e=event: self._on_ack(e, done))
+            self._inflight[reply] = _Inflight(event, loop.time() + self.settings.ack_timeout)
             published += 1
             if published % _PUBLISH_BATCH == 0:
                 await asyncio.sleep(0)
 
-    def _on_ack(self, event: BufferedEvent, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return  # timed out; _expire_inflight has already put the event back
-        if self._inflight.pop(event.msg_id, None) is None:
-            return
-        exc = future.exception()
-        if exc is not None:
+    async def _on_ack(self, msg: Any) -> None:
+        item = self._inflight.pop(msg.subject, None)
+        if item is None:
+            return  # acknowledged after its timeout; the event was published again
+        event = item.event
+        error = _ack_error(msg)
+        if error is not None:
             self.stats.retried += 1
-            self.stats.record_error(f"publish not acknowledged: {exc!r}")
+            self.stats.record_error(f"publish not acknowledged: {error}")
             self._drop_log.note(
                 "nack",
-                "salt-nats %s: the stream did not store an event (%r); publishing it again",
+                "salt-nats %s: the stream did not store an event (%s); publishing it again",
                 self.settings.name,
-                exc,
+                error,
             )
             self._put_back(event)
             asyncio.get_running_loop().call_later(0.2, self._wake_publisher)
             return
         self.stats.acknowledged += 1
         self.backlog.done(event)
-        if getattr(future.result(), "duplicate", False):
+        if b'"duplicate":true' in msg.data:
             self.stats.duplicates += 1
         self._wake_publisher()
 
@@ -542,9 +568,8 @@ class Forwarder:
         expired = [item for item in self._inflight.values() if item.deadline <= now]
         if not expired:
             return
-        for item in expired:
-            del self._inflight[item.event.msg_id]
-            item.future.cancel()  # releases nats-py's window slot
+        for reply in [r for r, item in self._inflight.items() if item.deadline <= now]:
+            del self._inflight[reply]
         self.stats.retried += len(expired)
         self._drop_log.note(
             "ack_timeout",

@@ -245,9 +245,9 @@ def test_spool_survives_master_restart(
     numbers = stored_numbers(nats_server.url, "RESTART", 420)
     master.terminate()
 
+    # Retries after an acknowledgement timeout may change the order, never the set.
     assert len(numbers) == 420
     assert sorted(numbers) == list(range(420))
-    assert numbers[20:] == list(range(20, 420))
 
 
 def test_spool_keeps_events_of_killed_engine(
