@@ -36,7 +36,7 @@ class MasterBus:
         self._client: Any = None
 
     async def connect(self) -> None:
-        """Connect to the publisher; retries until it answers."""
+        """Connect to the publisher, retrying until it accepts the connection."""
         loop = asyncio.get_running_loop()
         self._client = salt.transport.ipc_publish_client("master", dict(self.opts), io_loop=loop)
         await self._client.connect(

@@ -309,7 +309,7 @@ class NatsSupervisor:
             client = Client()
             try:
                 # With max_reconnect_attempts=-1, connect() keeps trying every
-                # server until one answers; failures reach _on_error meanwhile.
+                # server until one accepts the connection; failures reach _on_error meanwhile.
                 await client.connect(
                     **connect_options(self.settings, self.connection_name),
                     error_cb=self._on_error,

@@ -1,7 +1,7 @@
 """The status protocol between the engine and ``salt-run nats.status``.
 
 The runner fires ``salt-nats/status/request`` with a ``request_id`` on the master
-bus; every running engine instance answers with one event tagged
+bus; every running engine instance replies with one event tagged
 ``salt-nats/status/reply/<request_id>/<instance name>`` whose data is its report.
 Both travel on the Salt bus, so status works while NATS is down. Each instance also
 writes its report to ``<status_dir>/<instance name>.json`` every
@@ -36,7 +36,7 @@ STATE_BUFFERING = "buffering"  # connected, but events wait: NATS or the stream 
 STATE_RECONNECTING = "reconnecting"  # the connection dropped; events are buffered
 STATE_STOPPED = "stopped"  # shut down
 STATE_FAILED = "failed"  # invalid configuration; the instance forwards nothing
-STATE_DOWN = "down"  # runner only: configured, but no answer and no fresh heartbeat
+STATE_DOWN = "down"  # runner only: configured, but no reply and no fresh heartbeat
 
 
 _INSTANCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -45,9 +45,9 @@ _INSTANCE_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 def instance_name(options: Any, fallback: str) -> str:
     """Return the name an instance reports under: a valid ``name`` option, else ``fallback``.
 
-    The engine passes the ``engines:`` entry name as ``fallback`` (``nats`` for a
-    plain entry); an invalid ``name`` is ignored here because it is reported as a
-    config error under the fallback name.
+    The engine passes the ``engines:`` entry name as ``fallback``, which is ``nats``
+    for a plain entry. An invalid ``name`` is ignored here, because it is reported as
+    a config error under the fallback name.
     """
     if isinstance(options, Mapping):
         name = options.get("name")
@@ -57,7 +57,7 @@ def instance_name(options: Any, fallback: str) -> str:
 
 
 def reply_tag(request_id: str, instance: str) -> str:
-    """Return the tag of an instance's answer to one status request."""
+    """Return the tag of an instance's reply to one status request."""
     return f"{STATUS_REPLY_PREFIX}{request_id}/{instance}"
 
 

@@ -150,7 +150,7 @@ class DemoEnvironment:
         )
 
     def wait_for_minion(self, timeout: float = 90) -> None:
-        """Wait until the minion answers ``test.ping``."""
+        """Wait until ``test.ping`` returns True from the minion."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for process in self.processes:
@@ -163,7 +163,9 @@ class DemoEnvironment:
             if result.returncode == 0 and "true" in result.stdout:
                 return
             time.sleep(1)
-        raise TimeoutError(f"the minion did not answer within {timeout:.0f} s; logs in {self.root}")
+        raise TimeoutError(
+            f"the minion did not respond within {timeout:.0f} s; logs in {self.root}"
+        )
 
     def stop(self) -> None:
         """Stop the processes in reverse start order: SIGTERM, then SIGKILL after 10 s.

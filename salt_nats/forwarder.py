@@ -81,7 +81,7 @@ _RETRYABLE = (
 
 
 class BusSource(Protocol):
-    """Where raw bus frames come from; :class:`salt_nats.bus.MasterBus` in the engine."""
+    """Source of raw bus frames: :class:`salt_nats.bus.MasterBus` in the engine."""
 
     async def connect(self) -> None: ...
 

@@ -61,7 +61,7 @@ def _captures(stream_subjects: list[str], subject: str) -> bool:
 
 
 async def ensure_stream(js: JetStreamContext, settings: EngineSettings) -> None:
-    """Create, update or check the stream, as ``stream_create`` says.
+    """Create, update or check the stream, as ``stream_create`` selects.
 
     Raises :class:`StreamSetupError` when the stream cannot receive the events; a
     config difference that the server refuses to update is logged, not raised,

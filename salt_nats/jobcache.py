@@ -562,7 +562,7 @@ class _JobFacts:
 
 
 class KnownJobs:
-    """What a :class:`JobCache` learned about recent jobs, shared by its threads.
+    """Recent jobs a :class:`JobCache` has seen, shared by its threads.
 
     NOTE: each process remembers on its own. A job that clean_old_jobs removed in
     another process may still be remembered here. A late return of that job is then

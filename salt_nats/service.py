@@ -3,7 +3,7 @@
 The master calls the engine's ``start()`` in a child process and restarts it about
 10 seconds after it returns or raises, with no backoff. So this module:
 
-* logs an invalid configuration once and then idles until SIGTERM, answering
+* logs an invalid configuration once and then idles until SIGTERM, replying to
   status requests with the error, instead of returning into a restart loop that
   would repeat the error every 10 seconds;
 * runs the asyncio pipeline in its own thread with a fresh event loop, because the
@@ -44,7 +44,7 @@ def engine_name_from_process() -> str:
     """Return the ``engines:`` entry name the master gave this process, or ``nats``.
 
     With ``engine_module: nats`` the master names the process
-    ``Engine(<module>, name=<entry name>)``; that name tells instances apart.
+    ``Engine(<module>, name=<entry name>)``; that name distinguishes the instances.
     """
     match = _ENGINE_NAME_RE.search(multiprocessing.current_process().name)
     return match.group(1) if match else "nats"
@@ -140,7 +140,7 @@ class _ForwarderInstance:
 class FailedInstance:
     """An instance with an invalid configuration: it forwards nothing but reports why.
 
-    It answers status requests on the bus and writes heartbeats, so
+    It replies to status requests on the bus and writes heartbeats, so
     ``salt-run nats.status`` shows the error instead of a silent gap. Staying up
     also keeps the master from restarting it, and logging the error, every 10 s.
     """

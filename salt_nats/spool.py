@@ -383,7 +383,7 @@ class Spool:
         """Close the active segment and start a new one at the next position."""
         self._close_writer()
         path = self._segment_path(self._next_position)
-        # A leftover file of this name holds no indexed record, so truncating it is safe.
+        # A leftover file of this name contains no indexed record, so truncating it is safe.
         self._writer = open(path, "wb", buffering=_WRITE_BUFFER_BYTES)  # noqa: SIM115
         segment = _Segment(self._next_position, path)
         self._segments.append(segment)

@@ -688,7 +688,7 @@ def test_engine_permissions_suffice(
             await client.close()
         return json.loads(reply.data)
 
-    # The micro service answers only if the user may subscribe to its subject and
+    # The micro service replies only if the user may subscribe to its subject and
     # publish the response.
     report = asyncio.run(request_status())
 

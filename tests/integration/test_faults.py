@@ -126,7 +126,7 @@ def test_limits_exceeded_counts_every_drop(
 
 
 def connected_node(cluster: Any, connection_name_part: str) -> Any:
-    """Return the cluster node that holds the engine's client connection."""
+    """Return the cluster node that has the engine's client connection."""
     for node in cluster.nodes:
         connections = node.monitor("connz").get("connections") or []
         if any(connection_name_part in (c.get("name") or "") for c in connections):
