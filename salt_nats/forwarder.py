@@ -1,17 +1,18 @@
 """The asyncio pipeline of one engine instance: bus reader, buffer, encoder, publisher.
 
-Everything runs on one event loop. The bus reader only filters and appends to the
-bounded buffer, so it never waits on NATS: Salt's publisher disconnects a reader
-that stops draining, and the events in between would be lost. The publisher takes
-events from the buffer while the NATS client is connected and leaves them there
-while it is not.
+Everything runs on one event loop. The bus reader filters each read's frames and
+appends them to the bounded buffer. When the publisher task is idle and NATS is
+connected, the reader then publishes them itself, and it stops before nats-py would
+wait for a flush. The publisher task publishes everything else. So the reader never
+waits on NATS, which matters because Salt's publisher disconnects a reader that
+stops draining, and the events in between would be lost. The publisher takes events from the buffer
+while the NATS client is connected and leaves them there while it is not.
 
 Why one loop and not a reader thread: ``tests/bench/bench_bus_reader.py`` runs both
-against a real master (salt 3008.4, 2 cores). Reading with ``await recv()`` on the
-loop that runs nats-py cost 189 µs of CPU per event at 500 events/s; a thread
-calling Salt's blocking ``get_event`` and handing frames to the loop cost 464 µs.
-Median latency was the same (1.7 ms), and neither lost an event. The figures are in
-``docs/benchmarks.md``.
+against a real master (salt 3008.4, 2 cores). Reading on the loop that runs nats-py
+cost 189 µs of CPU per event at 500 events/s; a thread calling Salt's blocking
+``get_event`` and handing frames to the loop cost 464 µs. Median latency was the
+same (1.7 ms), and neither lost an event. The figures are in ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ class BusSource(Protocol):
 
     async def connect(self) -> None: ...
 
-    async def recv(self) -> bytes | None: ...
+    async def recv_batch(self) -> list[bytes]:
+        """Return the frames read so far, waiting for one; an empty list once closed."""
+        ...
 
     def close(self) -> None: ...
 
@@ -119,6 +122,9 @@ class TagFilter:
 
 def _ack_error(msg: Any) -> str | None:
     """Return why a JetStream acknowledgement reports a failure, or None for a success."""
+    data = msg.data
+    if not msg.headers and data.startswith(b'{"stream":') and b'"error"' not in data:
+        return None  # the usual success, without parsing it
     headers = msg.headers or {}
     status = headers.get("Status")
     if status == "503":
@@ -225,6 +231,8 @@ class Forwarder:
             log, settings.drop_log_interval, prefix=f"salt-nats {settings.name}"
         )
         self._tasks: list[asyncio.Task[None]] = []
+        # True while the publisher task or the bus reader runs a publish loop.
+        self._publishing = False
         self._side_tasks: set[asyncio.Task[Any]] = set()
         # JetStream mode: the context of the current client, the inbox prefix of the
         # stream's acknowledgements, and the events published but not yet acknowledged,
@@ -234,6 +242,7 @@ class Forwarder:
         self._ack_prefix = ""
         self._ack_sequence = 0
         self._inflight: dict[str, _Inflight] = {}
+        self._js_retry_at = 0.0  # loop.time() before which no stream set-up is tried
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -359,21 +368,27 @@ class Forwarder:
 
     async def _read_bus(self) -> None:
         stats = self.stats
+        allows = self.filter.allows
         while True:
-            frame = await self.bus.recv()
-            if not frame:
-                continue
-            stats.received += 1
-            end = frame.find(TAG_END)
-            tag = frame[: end if end >= 0 else len(frame)].decode("utf-8", "surrogateescape")
-            if tag == control.STATUS_REQUEST_TAG:
-                self._start_task(self._answer_status(frame), "salt-nats-status-reply")
-            if not self.filter.allows(tag):
-                stats.filtered += 1
-                continue
-            event = BufferedEvent(frame, self._nuid.next().decode(), time.monotonic())
-            self.backlog.add(event, connected=self.supervisor.connected_client is not None)
-            self._wake.set()
+            frames = await self.bus.recv_batch()
+            if not frames:
+                return  # the bus is closed
+            connected = self.supervisor.connected_client is not None
+            added = 0
+            for frame in frames:
+                stats.received += 1
+                end = frame.find(TAG_END)
+                tag = frame[: end if end >= 0 else len(frame)].decode("utf-8", "surrogateescape")
+                if tag == control.STATUS_REQUEST_TAG:
+                    self._start_task(self._answer_status(frame), "salt-nats-status-reply")
+                if not allows(tag):
+                    stats.filtered += 1
+                    continue
+                event = BufferedEvent(frame, self._nuid.next().decode(), time.monotonic())
+                self.backlog.add(event, connected=connected)
+                added += 1
+            if added:
+                await self._publish_from_reader()
 
     # -- publisher ------------------------------------------------------------------
 
@@ -384,27 +399,71 @@ class Forwarder:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            await self._publish_buffered()
+            self._publishing = True
+            try:
+                await self._publish_buffered()
+            finally:
+                self._publishing = False
 
-    async def _publish_buffered(self) -> None:
+    async def _publish_from_reader(self) -> None:
+        """Publish the events the bus reader has just added, or wake the publisher task.
+
+        Publishing here saves a loop turn of the publisher task for each read from
+        the bus. The reader must not wait on NATS, so it publishes only while the
+        publisher task is idle, and it stops before nats-py would wait for a flush.
+        """
+        if self._publishing or self._wake.is_set():
+            self._wake.set()
+            return
+        self._publishing = True
+        try:
+            await self._publish_buffered(inline=True)
+        finally:
+            self._publishing = False
+
+    async def _publish_buffered(self, inline: bool = False) -> None:
         if self.settings.mode == "jetstream":
-            await self._publish_jetstream()
+            await self._publish_jetstream(inline)
         else:
-            await self._publish_core()
+            await self._publish_core(inline)
 
-    async def _publish_core(self) -> None:
-        """Publish buffered events while the client stays connected."""
+    def _fits_pending(self, client: Client, message: EncodedEvent) -> bool:
+        """Return True when publishing ``message`` cannot make nats-py wait for a flush.
+
+        nats-py waits for its flusher when its pending buffer passes ``pending_size``;
+        half of it leaves room for the headers and the protocol line.
+        """
+        size = client.pending_data_size + len(message.payload) + len(message.subject)
+        return size <= self.settings.pending_size // 2
+
+    async def _publish_core(self, inline: bool = False) -> None:
+        """Publish buffered events while the client stays connected.
+
+        ``inline``: called by the bus reader. It publishes at most one batch, stops
+        before nats-py would wait for a flush, and wakes the publisher task for the
+        rest.
+        """
+        loop = asyncio.get_running_loop()
         published = 0
         while self.backlog.has_pending():
             client = self.supervisor.connected_client
             if client is None:
-                return  # the supervisor wakes us on (re)connect
+                return  # the supervisor wakes the publisher on (re)connect
+            if published and published % _PUBLISH_BATCH == 0:
+                if inline:
+                    self._wake.set()
+                    return
+                await asyncio.sleep(0)
             event = self.backlog.next()
             if event is None:
                 return
             message = self._encode(event, client)
             if message is None:
                 continue
+            if inline and not self._fits_pending(client, message):
+                self._put_back(event)
+                self._wake.set()
+                return
 
             try:
                 await client.publish(message.subject, message.payload, headers=message.headers)
@@ -412,15 +471,13 @@ class Forwarder:
                 self.stats.record_error(f"publish failed: {exc!r}")
                 self._put_back(event)
                 log.debug("salt-nats %s: publish failed (%r); will retry", self.settings.name, exc)
-                await asyncio.sleep(0.05)
-                continue
+                loop.call_later(0.05, self._wake_publisher)
+                return
 
             self.stats.published += 1
             self.backlog.done(event)
             self._count_truncation(message, client)
             published += 1
-            if published % _PUBLISH_BATCH == 0:
-                await asyncio.sleep(0)
 
     def _encode(self, event: BufferedEvent, client: Client) -> EncodedEvent | None:
         """Encode one event, or count and log it as dropped and return None."""
@@ -492,15 +549,25 @@ class Forwarder:
         self._js, self._js_client, self._ack_prefix = js, client, ack_prefix
         return js
 
-    async def _publish_jetstream(self) -> None:
-        """Publish buffered events with acknowledgements, keeping a bounded window in flight."""
+    async def _publish_jetstream(self, inline: bool = False) -> None:
+        """Publish buffered events with acknowledgements, keeping a bounded window in flight.
+
+        ``inline``: as for :meth:`_publish_core`; the stream set-up, which waits on
+        the server, is left to the publisher task.
+        """
         loop = asyncio.get_running_loop()
         client = self.supervisor.connected_client
         if client is None:
             return
+        if inline and (self._js is None or self._js_client is not client):
+            self._wake.set()
+            return
+        if loop.time() < self._js_retry_at:
+            return  # a failed stream set-up is tried again once a second
         # The stream is set up on every new connection, before the first event needs it.
         js = await self._prepare_jetstream(client)
         if js is None:
+            self._js_retry_at = loop.time() + 1.0
             loop.call_later(1.0, self._wake_publisher)
             return
         published = 0
@@ -508,12 +575,21 @@ class Forwarder:
             client = self.supervisor.connected_client
             if client is None or client is not self._js_client:
                 return
+            if published and published % _PUBLISH_BATCH == 0:
+                if inline:
+                    self._wake.set()
+                    return
+                await asyncio.sleep(0)
             event = self.backlog.next()
             if event is None:
                 return
             message = self._encode(event, client)
             if message is None:
                 continue
+            if inline and not self._fits_pending(client, message):
+                self._put_back(event)
+                self._wake.set()
+                return
 
             # NOTE: not JetStreamContext.publish_async: it sends every message in a write
             # of its own and takes a loop turn per message, which kept the engine at
@@ -535,8 +611,6 @@ class Forwarder:
             self._count_truncation(message, client)
             self._inflight[reply] = _Inflight(event, loop.time() + self.settings.ack_timeout)
             published += 1
-            if published % _PUBLISH_BATCH == 0:
-                await asyncio.sleep(0)
 
     async def _on_ack(self, msg: Any) -> None:
         item = self._inflight.pop(msg.subject, None)
@@ -560,7 +634,8 @@ class Forwarder:
         self.backlog.done(event)
         if b'"duplicate":true' in msg.data:
             self.stats.duplicates += 1
-        self._wake_publisher()
+        if self.backlog.has_pending():
+            self._wake_publisher()
 
     def _expire_inflight(self) -> None:
         """Publish again the events whose acknowledgement is overdue, oldest at the head."""

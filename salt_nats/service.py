@@ -201,15 +201,21 @@ class FailedInstance:
             self._stop.set()
 
     async def _answer_requests(self) -> None:
+        prefix = control.STATUS_REQUEST_TAG.encode() + b"\n\n"
         while True:
-            frame = await self.bus.recv()
-            if not frame or not frame.startswith(control.STATUS_REQUEST_TAG.encode() + b"\n\n"):
-                continue
-            _, packed = split_frame(frame)
-            request = unpack_data(packed)
-            request_id = request.get("request_id") if isinstance(request, dict) else None
-            if request_id:
-                await self.firer.fire(self.report(), control.reply_tag(str(request_id), self.name))
+            frames = await self.bus.recv_batch()
+            if not frames:
+                return  # the bus is closed
+            for frame in frames:
+                if not frame.startswith(prefix):
+                    continue
+                _, packed = split_frame(frame)
+                request = unpack_data(packed)
+                request_id = request.get("request_id") if isinstance(request, dict) else None
+                if request_id:
+                    await self.firer.fire(
+                        self.report(), control.reply_tag(str(request_id), self.name)
+                    )
 
 
 def _iso(timestamp: float) -> str:
