@@ -37,8 +37,14 @@ saturation
 latency
     One sender fires at ``--latency-rate`` for ``--latency-duration`` seconds,
     ``--runs`` times. The naive relay is stopped by then.
+floor
+    The listener is stopped, and ``tests/bench/floor_reader.py`` reads the bus next
+    to the engine, once in each of its modes: ``read`` (the tag only) and
+    ``encode`` (what the engine does before it publishes). Each mode runs the
+    saturation load ``--runs`` times. Its CPU per event is the least that the
+    engine could pay with the same reader and encoder, in the same run.
 sustained
-    The listener is stopped, and ``--senders`` processes fire at full speed until
+    The floor reader is stopped, and ``--senders`` processes fire at full speed until
     the engine has seen the second memory checkpoint of events in total
     (``--checkpoints``). With the defaults that is about 55,000 events, so this
     phase also shows whether the engine keeps up with the bus for longer than its
@@ -117,7 +123,13 @@ ENGINE_CONFIGS: dict[str, dict[str, str]] = {
     "json-jetstream": {"format": "json", "mode": "jetstream"},
 }
 SOURCES = ("engine", "listener", "naive")
-SOURCE_LABELS = {"engine": "engine", "listener": "plain listener", "naive": "naive relay"}
+SOURCE_LABELS = {
+    "engine": "engine",
+    "listener": "plain listener",
+    "naive": "naive relay",
+    "floor": "floor reader",
+}
+FLOOR_MODES = {"read": "read only", "encode": "read and encode"}
 
 # The engine entry is named ``nats``, so its heartbeat file is ``nats.json``.
 ENGINE_INSTANCE = "nats"
@@ -323,6 +335,27 @@ class ListenerProcess(JsonLineChild):
     def take(self, phase_id: str) -> list[Receipt]:
         taken = self.request(f"take {phase_id}", timeout=COMMAND_TIMEOUT * 4)["receipts"]
         return [Receipt(*item) for item in taken]
+
+
+class FloorProcess(JsonLineChild):
+    """``tests/bench/floor_reader.py`` as a child, driven over its stdin and stdout."""
+
+    def __init__(self, config_dir: Path, mode: str, payload_format: str, log_path: Path) -> None:
+        command = [
+            sys.executable,
+            "-m",
+            "tests.bench.floor_reader",
+            "--config-dir",
+            str(config_dir),
+            "--mode",
+            mode,
+            "--format",
+            payload_format,
+        ]
+        super().__init__(f"floor reader ({mode})", command, log_path)
+
+    def count(self, phase_id: str) -> int:
+        return int(self.request(f"count {phase_id}")["count"])
 
 
 # ---------------------------------------------------------------------------------
@@ -810,6 +843,7 @@ class ConfigRun:
         self.receiver: NatsReceiver | None = None
         self.listener: ListenerProcess | None = None
         self.naive: NaiveRelayProcess | None = None
+        self.floor: FloorProcess | None = None
         self.engine: Any = None
         self.publisher: Any = None
         self.events_fired = 0
@@ -845,6 +879,7 @@ class ConfigRun:
             self._sampler.join(timeout=5)
         for stop in (
             self.stop_naive,
+            self.stop_floor,
             self.stop_listener,
             self.master.stop,
             self.receiver.stop if self.receiver is not None else None,
@@ -856,6 +891,20 @@ class ConfigRun:
                 stop()
             except Exception:
                 log.exception("stopping a benchmark process failed")
+
+    def start_floor(self, mode: str) -> None:
+        self.floor = FloorProcess(
+            self.master.conf_dir,
+            mode,
+            ENGINE_CONFIGS[self.name]["format"],
+            self.root / f"floor-{mode}.log",
+        )
+        self.floor.start()
+
+    def stop_floor(self) -> None:
+        if self.floor is not None:
+            self.floor.stop()
+            self.floor = None
 
     def stop_naive(self) -> None:
         if self.naive is not None:
@@ -901,7 +950,8 @@ class ConfigRun:
         import psutil
 
         processes = {"engine": self.engine, "publisher": self.publisher}
-        for name, child in (("listener", self.listener), ("naive", self.naive)):
+        children = (("listener", self.listener), ("naive", self.naive), ("floor", self.floor))
+        for name, child in children:
             if child is not None and child.pid is not None:
                 processes[name] = psutil.Process(child.pid)
         return processes
@@ -914,6 +964,9 @@ class ConfigRun:
             if source == "listener":
                 assert self.listener is not None
                 counters[source] = lambda listener=self.listener: listener.count(phase_id)
+            elif source == "floor":
+                assert self.floor is not None
+                counters[source] = lambda floor=self.floor: floor.count(phase_id)
             else:
                 counters[source] = lambda source=source: receiver.count(source, phase_id)
         return counters
@@ -924,6 +977,17 @@ class ConfigRun:
             assert self.listener is not None
             return self.listener.take(phase_id)
         return self.receiver.take(source, phase_id)
+
+    def _floor_result(self, phase_id: str) -> SourceResult:
+        """The floor reader only counts, so its result has no latencies."""
+        assert self.floor is not None
+        return SourceResult(
+            delivered=self.floor.count(phase_id),
+            duplicates=0,
+            latencies_ms=[],
+            first_fire=math.nan,
+            last_receipt=math.nan,
+        )
 
     def run_phase(
         self,
@@ -957,7 +1021,12 @@ class ConfigRun:
 
         wait_for_counts(self._counters(sources, phase_id), fired)
         cpu = {name: cpu_seconds(process) - cpu_before[name] for name, process in processes.items()}
-        results = {source: summarize_receipts(self._take(source, phase_id)) for source in sources}
+        results = {
+            source: self._floor_result(phase_id)
+            if source == "floor"
+            else summarize_receipts(self._take(source, phase_id))
+            for source in sources
+        }
         fire_times = [result.first_fire for result in results.values() if result.delivered]
         first_fire = min(fire_times, default=math.nan)
         self.check_engine()
@@ -1037,6 +1106,23 @@ class ConfigRun:
             print_progress(self.name, phase)
             note_checkpoints()
         self.stop_listener()
+
+        for mode in FLOOR_MODES:
+            self.start_floor(mode)
+            try:
+                for run in range(1, settings.runs + 1):
+                    phase = self.run_phase(
+                        f"floor-{mode}",
+                        run,
+                        split_count(settings.saturation_count, settings.senders),
+                        0.0,
+                        ("engine", "floor"),
+                    )
+                    phases.append(phase)
+                    print_progress(self.name, phase)
+                    note_checkpoints()
+            finally:
+                self.stop_floor()
 
         if pending_checkpoints:
             remaining = pending_checkpoints[-1] - self.events_fired
@@ -1303,6 +1389,8 @@ def print_progress(config: str, phase: PhaseResult) -> None:
         f"publisher {phase.cpu_us_per_event('publisher'):,.0f} µs "
         f"serving {phase.bus_subscribers} bus subscribers"
     )
+    if "floor" in phase.cpu:
+        parts.append(f"floor reader {phase.cpu_us_per_event('floor'):,.0f} µs")
     print(
         f"{config} {phase.kind} {phase.run}: " + "; ".join(parts) + f" ({phase.seconds:.0f} s)",
         flush=True,
@@ -1423,6 +1511,21 @@ def _latency_rows() -> list[PhaseRow]:
     ]
 
 
+def _floor_rows() -> list[PhaseRow]:
+    return [
+        ("lost, floor reader", lambda p: p.lost("floor"), 0),
+        ("CPU per event, floor reader (µs)", lambda p: p.cpu_us_per_event("floor"), 0),
+        ("CPU per event, engine (µs)", lambda p: p.cpu_us_per_event("engine"), 0),
+        ("CPU per event, EventPublisher (µs)", lambda p: p.cpu_us_per_event("publisher"), 0),
+        (
+            "CPU floor reader / EventPublisher",
+            lambda p: ratio(p.cpu["floor"], p.cpu["publisher"]),
+            2,
+        ),
+        ("CPU engine / EventPublisher", lambda p: ratio(p.cpu["engine"], p.cpu["publisher"]), 2),
+    ]
+
+
 def _sustained_rows(settings: BenchSettings) -> list[PhaseRow]:
     return [
         ("events fired", lambda p: p.fired, 0),
@@ -1484,6 +1587,11 @@ def build_rows(settings: BenchSettings) -> list[tuple[str, Cell, int]]:
     rate = f"{settings.latency_rate:g}/s"
     for label, value_of, digits in _latency_rows():
         rows.append((f"{rate}: {label}", per_run("latency", value_of), digits))
+    for mode, mode_label in FLOOR_MODES.items():
+        for label, value_of, digits in _floor_rows():
+            rows.append(
+                (f"floor, {mode_label}: {label}", per_run(f"floor-{mode}", value_of), digits)
+            )
     for label, value_of, digits in _sustained_rows(settings):
         rows.append((f"sustained, engine only: {label}", per_run("sustained", value_of), digits))
     rows.append(("engine drop counters before the outage", _drops, 0))
