@@ -37,18 +37,18 @@ saturation
 latency
     One sender fires at ``--latency-rate`` for ``--latency-duration`` seconds,
     ``--runs`` times. The naive relay is stopped by then.
-floor
-    The listener is stopped, and ``tests/bench/floor_reader.py`` reads the bus next
-    to the engine, once in each of its modes: ``read`` (the tag only) and
-    ``encode`` (what the engine does before it publishes). Each mode runs the
-    saturation load ``--runs`` times. Its CPU per event is the least that the
-    engine could pay with the same reader and encoder, in the same run.
 sustained
-    The floor reader is stopped, and ``--senders`` processes fire at full speed until
+    The listener is stopped, and ``--senders`` processes fire at full speed until
     the engine has seen the second memory checkpoint of events in total
     (``--checkpoints``). With the defaults that is about 55,000 events, so this
     phase also shows whether the engine keeps up with the bus for longer than its
     buffer of 10,000 events can bridge.
+floor
+    ``tests/bench/floor_reader.py`` reads the bus next to the engine, once in each
+    of its modes: ``read`` (the tag only) and ``encode`` (what the engine does
+    before it publishes). Each mode runs the saturation load ``--runs`` times. Its
+    CPU per event is the least that the engine could pay with the same reader and
+    encoder, in the same run.
 outage
     nats-server is stopped for ``--outage-duration`` seconds while two senders fire
     ``--outage-rate`` events/s in total, so that the engine's buffer (default 10,000
@@ -1107,6 +1107,17 @@ class ConfigRun:
             note_checkpoints()
         self.stop_listener()
 
+        if pending_checkpoints:
+            remaining = pending_checkpoints[-1] - self.events_fired
+            phase = self.run_phase(
+                "sustained", 1, split_count(remaining, settings.senders), 0.0, ("engine",)
+            )
+            phases.append(phase)
+            print_progress(self.name, phase)
+            note_checkpoints()
+
+        # After the sustained phase, so that the memory checkpoints come from the
+        # same phases as without the floor readers.
         for mode in FLOOR_MODES:
             self.start_floor(mode)
             try:
@@ -1120,18 +1131,8 @@ class ConfigRun:
                     )
                     phases.append(phase)
                     print_progress(self.name, phase)
-                    note_checkpoints()
             finally:
                 self.stop_floor()
-
-        if pending_checkpoints:
-            remaining = pending_checkpoints[-1] - self.events_fired
-            phase = self.run_phase(
-                "sustained", 1, split_count(remaining, settings.senders), 0.0, ("engine",)
-            )
-            phases.append(phase)
-            print_progress(self.name, phase)
-            note_checkpoints()
         rss_peak_before_outage = self.rss_peak
 
         outage = self.run_outage()
@@ -1587,13 +1588,13 @@ def build_rows(settings: BenchSettings) -> list[tuple[str, Cell, int]]:
     rate = f"{settings.latency_rate:g}/s"
     for label, value_of, digits in _latency_rows():
         rows.append((f"{rate}: {label}", per_run("latency", value_of), digits))
+    for label, value_of, digits in _sustained_rows(settings):
+        rows.append((f"sustained, engine only: {label}", per_run("sustained", value_of), digits))
     for mode, mode_label in FLOOR_MODES.items():
         for label, value_of, digits in _floor_rows():
             rows.append(
                 (f"floor, {mode_label}: {label}", per_run(f"floor-{mode}", value_of), digits)
             )
-    for label, value_of, digits in _sustained_rows(settings):
-        rows.append((f"sustained, engine only: {label}", per_run("sustained", value_of), digits))
     rows.append(("engine drop counters before the outage", _drops, 0))
     rows.append(
         (
