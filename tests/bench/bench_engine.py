@@ -63,7 +63,8 @@ here) also gives its buffer size and drop counters.
 
 The figures of each phase kind are the median, minimum and maximum over the runs.
 Memory and outage figures come from one pass per configuration. With ``--profile
-DIR``, py-spy records the engine during the first saturation and fixed-rate runs.
+DIR``, py-spy records the engine's Python code (the samples while it holds the
+GIL) during the first saturation and fixed-rate runs.
 
 NOTE: Salt's synchronous ``fire_event`` (salt 3008.4) starts a thread per event,
 so one sender process reaches about 900 events/s on an idle 2-core machine. The
@@ -1307,6 +1308,7 @@ class ConfigRun:
             "--rate",
             "100",
             "--function",
+            "--gil",
             "--nonblocking",
             "--format",
             "raw",
@@ -1351,10 +1353,11 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
     Each line of the raw format is ``frame;frame;...;frame <samples>``, outermost
     frame first.
 
-    NOTE: py-spy 0.4.3 counted many samples in waits as busy, such as
-    ``EpollSelector.select`` and ``Thread._wait_for_tstate_lock``. Its sample counts
-    exceeded the engine's CPU time from psutil, so the shares are of the samples,
-    not of CPU time.
+    py-spy runs with ``--gil``, so it samples the engine only while a thread holds
+    the GIL: Python code runs, and waits and system calls such as the socket write
+    (which release the GIL) are left out. Without ``--gil``, py-spy 0.4.3 counted
+    waits such as ``EpollSelector.select`` as busy, and more samples than the
+    engine's CPU time from psutil.
     """
     self_samples: collections.Counter[str] = collections.Counter()
     total_samples: collections.Counter[str] = collections.Counter()
@@ -1371,7 +1374,7 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
             total_samples[frame] += count
     if not samples:
         return [f"{path}: no samples"]
-    lines = [f"{path.name}: {samples:,} samples that py-spy counted as busy"]
+    lines = [f"{path.name}: {samples:,} samples while the engine held the GIL"]
     lines.append("  self time:")
     for frame, count in self_samples.most_common(top):
         lines.append(f"    {100 * count / samples:5.1f} %  {frame}")
@@ -1971,7 +1974,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         metavar="DIR",
-        help="record the engine with py-spy during the first saturation and the first "
+        help="record the engine's Python code with py-spy (samples while it holds the GIL) "
+        "during the first saturation and the first "
         "fixed-rate run of each configuration, write the raw profiles to DIR and print "
         "the top frames "
         "(py-spy slows the engine, so the figures of that run are not comparable)",
