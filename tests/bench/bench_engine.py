@@ -1353,11 +1353,11 @@ def summarize_profile(path: Path, top: int = 15) -> list[str]:
     Each line of the raw format is ``frame;frame;...;frame <samples>``, outermost
     frame first.
 
-    py-spy runs with ``--gil``, so it samples the engine only while a thread holds
-    the GIL: Python code runs, and waits and system calls such as the socket write
-    (which release the GIL) are left out. Without ``--gil``, py-spy 0.4.3 counted
-    waits such as ``EpollSelector.select`` as busy, and more samples than the
-    engine's CPU time from psutil.
+    py-spy runs with ``--gil``, so it samples the engine only while one of its
+    threads holds the GIL, which is when Python code runs. Waits and system calls
+    that release the GIL, such as the socket write, are left out. Without
+    ``--gil``, py-spy 0.4.3 counted waits such as ``EpollSelector.select`` as busy,
+    and more samples than the engine's CPU time from psutil.
     """
     self_samples: collections.Counter[str] = collections.Counter()
     total_samples: collections.Counter[str] = collections.Counter()

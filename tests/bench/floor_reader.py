@@ -89,10 +89,10 @@ async def _read(config_dir: str, mode: str, payload_format: str) -> None:
 
 
 def _start_commands(on_stop: Callable[[], object]) -> None:
-    """Answer the parent's commands on a thread, so that the loop only reads the bus."""
+    """Reply to the parent's commands on a thread, so that the loop only reads the bus."""
 
     def serve() -> None:
-        # COUNTS is only read here; the GIL makes each read consistent.
+        # This thread only reads COUNTS, and the GIL makes each read consistent.
         for line in sys.stdin:
             command, _, phase = line.strip().partition(" ")
             if command == "count":
