@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import salt.utils.event
 
 from salt_nats.codec import decode_payload, unquote_id
 from salt_nats.subjects import tag_from_message, tag_to_subject
@@ -255,6 +256,43 @@ def test_sigterm_flushes_buffer(make_master: Any, make_nats_server: Any, daemon_
     assert counters["dropped"] == {}
     assert counters["published"] == 2000
     assert len(stored) == 2000
+
+
+def test_large_events_keep_their_order(make_master: Any, make_nats_server: Any) -> None:
+    # With the smallest pending_size, 64 KiB, every 40 KB event is more than the bus
+    # reader may publish itself, so it hands the event to the publisher task. The small
+    # events in between are published by whichever of the two runs at the time.
+    nats_server = make_nats_server(name="pending", jetstream=True)
+    create_stream(nats_server.url, "PENDING", ["salt.events.test.pending.>"])
+    master = make_master(
+        engine_config={
+            "servers": [nats_server.url],
+            "name": "pending",
+            "include": ["test/pending/*"],
+            "pending_size": "64KiB",
+        }
+    )
+    count = 600
+    with salt.utils.event.get_master_event(
+        dict(master.config), master.config["sock_dir"], listen=False
+    ) as bus:
+        for n in range(count):
+            data: dict[str, Any] = {"n": n}
+            if n % 2 == 0:
+                data["blob"] = "z" * 40_000
+            assert bus.fire_event(data, f"test/pending/{n}")
+
+    deadline = time.monotonic() + 60
+    stored: list[Any] = []
+    while time.monotonic() < deadline:
+        stored = read_stream(nats_server.url, "PENDING")
+        if len(stored) >= count:
+            break
+        time.sleep(0.5)
+    numbers = [decode_payload(message.data)[1]["n"] for message in stored]
+
+    assert len(numbers) == count
+    assert numbers == list(range(count))
 
 
 # --- invalid configuration -----------------------------------------------------------
