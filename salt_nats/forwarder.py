@@ -3,10 +3,11 @@
 Everything runs on one event loop. The bus reader filters each read's frames and
 appends them to the bounded buffer. When the publisher task is idle and NATS is
 connected, the reader then publishes them itself, and it stops before nats-py would
-wait for a flush. The publisher task publishes everything else. So the reader never
-waits on NATS, which matters because Salt's publisher disconnects a reader that
-stops draining, and the events in between would be lost. The publisher takes events from the buffer
-while the NATS client is connected and leaves them there while it is not.
+wait for a flush. The publisher task publishes everything else. In nats-py 2.16 a
+publish waits only for that flush, so the reader does not wait on NATS. That matters
+because Salt's publisher disconnects a reader that stops draining, and the events in
+between would be lost. The publisher task takes events from the buffer while the NATS
+client is connected and leaves them there while it is not.
 
 Why one loop and not a reader thread: ``tests/bench/bench_bus_reader.py`` runs both
 against a real master (salt 3008.4, 2 cores). Reading on the loop that runs nats-py
@@ -454,16 +455,10 @@ class Forwarder:
                     self._wake.set()
                     return
                 await asyncio.sleep(0)
-            event = self.backlog.next()
-            if event is None:
+            taken = self._next_message(client, inline)
+            if taken is None:
                 return
-            message = self._encode(event, client)
-            if message is None:
-                continue
-            if inline and not self._fits_pending(client, message):
-                self._put_back(event)
-                self._wake.set()
-                return
+            event, message = taken
 
             try:
                 await client.publish(message.subject, message.payload, headers=message.headers)
@@ -478,6 +473,27 @@ class Forwarder:
             self.backlog.done(event)
             self._count_truncation(message, client)
             published += 1
+
+    def _next_message(
+        self, client: Client, inline: bool
+    ) -> tuple[BufferedEvent, EncodedEvent] | None:
+        """Take the next event that encodes, or return None when none is to be published now.
+
+        ``inline``: an event that nats-py cannot take without waiting goes back to
+        the head of the buffer, and the publisher task is woken for it.
+        """
+        while True:
+            event = self.backlog.next()
+            if event is None:
+                return None
+            message = self._encode(event, client)
+            if message is None:
+                continue  # counted and logged as dropped
+            if inline and not self._fits_pending(client, message):
+                self._put_back(event)
+                self._wake.set()
+                return None
+            return event, message
 
     def _encode(self, event: BufferedEvent, client: Client) -> EncodedEvent | None:
         """Encode one event, or count and log it as dropped and return None."""
@@ -580,16 +596,10 @@ class Forwarder:
                     self._wake.set()
                     return
                 await asyncio.sleep(0)
-            event = self.backlog.next()
-            if event is None:
+            taken = self._next_message(client, inline)
+            if taken is None:
                 return
-            message = self._encode(event, client)
-            if message is None:
-                continue
-            if inline and not self._fits_pending(client, message):
-                self._put_back(event)
-                self._wake.set()
-                return
+            event, message = taken
 
             # NOTE: not JetStreamContext.publish_async: it sends every message in a write
             # of its own and takes a loop turn per message, which kept the engine at
