@@ -1306,7 +1306,7 @@ class ConfigRun:
             "--pid",
             str(self.engine.pid),
             "--rate",
-            "100",
+            "1000",
             "--function",
             "--gil",
             "--nonblocking",
