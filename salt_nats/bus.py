@@ -67,6 +67,7 @@ class _BusProtocol(asyncio.Protocol):
         self.bus = bus
         self.unpacker = salt.utils.msgpack.Unpacker()
         self.lost = asyncio.get_running_loop().create_future()
+        self.invalid_messages = 0
 
     def data_received(self, data: bytes) -> None:
         self.unpacker.feed(data)
@@ -78,9 +79,21 @@ class _BusProtocol(asyncio.Protocol):
             elif isinstance(body, (bytearray, memoryview)):
                 frames.append(bytes(body))
             else:
-                self.bus.stats.record_error("the event bus sent a message without a frame")
+                self._note_invalid(message)
         if frames:
             self.bus._deliver(frames)
+
+    def _note_invalid(self, message: object) -> None:
+        # Salt's publisher sends only event frames, so this is logged once per
+        # connection and otherwise only recorded in the status.
+        self.invalid_messages += 1
+        self.bus.stats.record_error("the event bus sent a message without a frame")
+        if self.invalid_messages == 1:
+            log.warning(
+                "salt-nats %s: ignored a message from the event bus without a frame: %.200r",
+                self.bus.name,
+                message,
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.lost.done():
@@ -111,7 +124,8 @@ class MasterBus:
         self._closed = False
 
     async def connect(self) -> None:
-        """Connect to the publisher, retrying until it accepts the connection."""
+        """Connect to the publisher, retrying until it accepts the connection or
+        :meth:`close` is called."""
         loop = asyncio.get_running_loop()
         path, host, port = bus_address(self.opts, loop)
         connected = loop.create_future()
@@ -119,7 +133,12 @@ class MasterBus:
             self._keep_connected(path, host, port, connected), name="salt-nats-bus"
         )
         self._keeper.add_done_callback(lambda task: self._on_keeper_done(task, connected))
-        await asyncio.shield(connected)
+        try:
+            await asyncio.shield(connected)
+        except asyncio.CancelledError:
+            if not connected.cancelled():
+                raise  # the caller was cancelled
+            # close() while waiting: recv_batch() returns an empty list from now on.
 
     async def recv_batch(self) -> list[bytes]:
         """Return the frames ``<tag>\\n\\n<msgpack data>`` read so far; waits for one."""
@@ -146,7 +165,10 @@ class MasterBus:
         self._wake()
 
     def _on_keeper_done(self, task: asyncio.Task[None], connected: asyncio.Future[None]) -> None:
-        if task.cancelled() or task.exception() is None:
+        if task.cancelled():
+            connected.cancel()  # close() during connect() ends the wait
+            return
+        if task.exception() is None:
             return
         log.error(
             "salt-nats %s: reading the master event bus failed",

@@ -455,10 +455,10 @@ class Forwarder:
                     self._wake.set()
                     return
                 await asyncio.sleep(0)
-            taken = self._next_message(client, inline)
-            if taken is None:
+            publishable = self._next_message(client, inline)
+            if publishable is None:
                 return
-            event, message = taken
+            event, message = publishable
 
             try:
                 await client.publish(message.subject, message.payload, headers=message.headers)
@@ -596,10 +596,10 @@ class Forwarder:
                     self._wake.set()
                     return
                 await asyncio.sleep(0)
-            taken = self._next_message(client, inline)
-            if taken is None:
+            publishable = self._next_message(client, inline)
+            if publishable is None:
                 return
-            event, message = taken
+            event, message = publishable
 
             # NOTE: not JetStreamContext.publish_async: it sends every message in a write
             # of its own and takes a loop turn per message, which kept the engine at

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -165,5 +166,21 @@ def test_close_ends_a_waiting_recv_batch(sock_dir: Path) -> None:
         bus.close()
         assert await asyncio.wait_for(waiting, 5) == []
         await publisher.stop()
+
+    asyncio.run(scenario())
+
+
+def test_close_ends_a_waiting_connect(sock_dir: Path) -> None:
+    async def scenario() -> None:
+        stats = Stats()
+        bus = MasterBus(opts_for(sock_dir), stats, "test")
+        connecting = asyncio.ensure_future(bus.connect())
+        await asyncio.sleep(0.2)
+        closed_at = time.monotonic()
+        bus.close()
+        await asyncio.wait_for(connecting, 5)
+        assert time.monotonic() - closed_at < 1
+        assert await bus.recv_batch() == []
+        assert stats.bus_connects == 0
 
     asyncio.run(scenario())
